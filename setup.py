@@ -1,0 +1,54 @@
+"""Build the compiled core of dependency-injector-scoped.
+
+Metadata lives in ``pyproject.toml``; this file only declares the Cython
+extensions.  Environment switches:
+
+``DIS_LIMITED_API``
+    ``1`` (default) builds limited-API ``abi3`` extensions for CPython 3.10+,
+    like dependency-injector's own wheels.  ``0`` builds version-specific
+    extensions with ``CYTHON_USE_TYPE_SPECS=1``; both keep the reference count
+    of our heap types stable under upstream's ``tp_dealloc``.
+``DIS_LINETRACE``
+    ``1`` compiles with line tracing for coverage runs (slow).
+"""
+
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+LIMITED_API = os.environ.get("DIS_LIMITED_API", "1") == "1" and sys.implementation.name == "cpython"
+LINETRACE = os.environ.get("DIS_LINETRACE", "0") == "1"
+
+define_macros = []
+if LIMITED_API:
+    define_macros.append(("Py_LIMITED_API", "0x030A0000"))
+else:
+    define_macros.append(("CYTHON_USE_TYPE_SPECS", "1"))
+if LINETRACE:
+    define_macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+
+compiler_directives = {
+    "language_level": "3",
+    "embedsignature": True,
+    "binding": True,
+    "linetrace": LINETRACE,
+}
+
+extensions = [
+    Extension(
+        f"dependency_injector_scoped.{name}",
+        [f"src/dependency_injector_scoped/{name}.pyx"],
+        define_macros=define_macros,
+        py_limited_api=LIMITED_API,
+    )
+    for name in ("_scope", "providers")
+]
+
+options = {"bdist_wheel": {"py_limited_api": "cp310"}} if LIMITED_API else {}
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=compiler_directives),
+    options=options,
+)

@@ -1,0 +1,69 @@
+# cython: language_level=3
+"""The scope token and the context variable that holds the innermost open scope."""
+
+cdef enum:
+    STATE_NEW = 0
+    STATE_OPEN = 1
+    STATE_CLOSING = 2
+    STATE_CLOSED = 3
+
+cdef enum:
+    MODE_EXPLICIT = 0
+    MODE_SYNC = 1
+    MODE_ASYNC = 2
+
+cdef enum:
+    FINALIZE_GENERATOR = 1
+    FINALIZE_CONTEXT_MANAGER = 2
+    FINALIZE_RESOURCE = 3
+    FINALIZE_ASYNC_GENERATOR = 11
+    FINALIZE_ASYNC_CONTEXT_MANAGER = 12
+    FINALIZE_ASYNC_RESOURCE = 13
+
+
+cdef class Pending:
+    cdef unsigned long owner
+    cdef bint is_async
+    cdef bint done
+    cdef bint retry
+    cdef object value
+    cdef object error
+    cdef object event
+    cdef list futures
+
+    cdef void settle(self, object value)
+    cdef void fail(self, object error, bint retry)
+    cdef void _wake(self)
+
+
+cdef class Scope:
+    cdef readonly object name
+    cdef readonly object container
+    cdef readonly Scope parent
+    cdef dict _values
+    cdef dict instances
+    cdef list finalizers
+    cdef int state
+    cdef int mode
+    cdef int async_finalizers
+    cdef object _token
+    cdef tuple _eager
+    cdef object __weakref__
+
+    cdef bint add_finalizer(self, object provider, int kind, object obj) except -1
+    cdef object discard(self, object provider, int kind, object obj)
+    cdef object _open(self, int mode)
+    cdef object _close(self, object exc)
+    cdef object _eager_init(self)
+    cdef object _abort(self, object error)
+    cdef void _detach(self) except *
+    cdef object _finalize(self, object exc)
+    cdef bint _eager_async(self)
+    cdef list _run_sync_finalizers(self, object exc)
+    cdef void _after_close(self)
+
+
+cdef object current_scope()
+cdef Scope new_scope(object container, object name, object values, tuple eager)
+cdef bint is_awaitable(object value) except -1
+cdef object ready(object value)

@@ -1,0 +1,528 @@
+# cython: language_level=3
+"""The scope token (:class:`Scope`) and the context variable behind it.
+
+One context variable holds the innermost open scope of the current context;
+each scope links to the scope that was current when it opened.  Tasks,
+threads started with a copied context and ``asyncio.gather`` children all see
+the same token, so an instance created in a child is visible to its parent
+and siblings.
+"""
+
+import logging
+import sys
+from asyncio import get_running_loop
+from collections.abc import Coroutine as _AbcCoroutine
+from contextvars import ContextVar
+from threading import Event
+from types import CoroutineType
+from warnings import warn
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject
+
+from dependency_injector.providers cimport Provider
+
+from .errors import FinalizerError, NoActiveScopeError, ScopeClosedError, ScopeError
+
+if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
+    from exceptiongroup import BaseExceptionGroup  # noqa: F401
+
+logger = logging.getLogger("dependency_injector_scoped")
+
+_current = ContextVar("dependency_injector_scoped.scope", default=None)
+# Bound methods cached once: the limited API has no ContextVar C API, and a
+# cached ``get`` is about half the cost of ``_current.get()``.
+cdef object _current_get = _current.get
+cdef object _current_set = _current.set
+cdef object _current_reset = _current.reset
+
+cdef tuple _EMPTY = ()
+
+
+cdef object current_scope():
+    return _current_get()
+
+
+def get_current_scope():
+    """Return the innermost open :class:`Scope` of this context, or ``None``."""
+    return _current_get()
+
+
+# Awaitable detection, cached per type.  Mirrors dependency-injector's rule
+# (asyncio futures and coroutines) without a Python attribute lookup per call.
+cdef dict _awaitable_types = {}
+cdef tuple _COROUTINE_TYPES = (CoroutineType, _AbcCoroutine)
+
+
+cdef bint is_awaitable(object value) except -1:
+    cdef object kind = type(value)
+    cdef PyObject* cached = PyDict_GetItem(_awaitable_types, kind)
+    if cached is not NULL:
+        return <object>cached is True
+    result = hasattr(kind, "_asyncio_future_blocking") or issubclass(kind, _COROUTINE_TYPES)
+    if len(_awaitable_types) < 512:
+        PyDict_SetItem(_awaitable_types, kind, result)
+    return result
+
+
+cdef class Ready:
+    """An awaitable that is already done: awaiting it costs no event-loop trip."""
+
+    cdef object value
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration(self.value)
+
+    def send(self, value):
+        raise StopIteration(self.value)
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        pass
+
+
+cdef object ready(object value):
+    cdef Ready awaitable = Ready.__new__(Ready)
+    awaitable.value = value
+    return awaitable
+
+
+cdef class Pending:
+    """Marks an instance that is being created; concurrent resolutions wait on it."""
+
+    cdef void settle(self, object value):
+        self.value = value
+        self.done = True
+        self._wake()
+
+    cdef void fail(self, object error, bint retry):
+        self.error = error
+        self.retry = retry
+        self.done = True
+        self._wake()
+
+    cdef void _wake(self):
+        if self.event is not None:
+            self.event.set()
+        if self.futures is not None:
+            for future in self.futures:
+                if not future.done():
+                    future.set_result(None)
+            self.futures = None
+
+    def wait_blocking(self):
+        """Block this thread until the creator settles the instance."""
+        event = Event()
+        if self.event is None:
+            self.event = event
+        if not self.done:
+            self.event.wait()
+
+    async def wait_async(self):
+        """Suspend this task until the creator settles the instance."""
+        if not self.done:
+            future = get_running_loop().create_future()
+            if self.futures is None:
+                self.futures = []
+            self.futures.append(future)
+            await future
+
+    @property
+    def owned_by_current_thread(self):
+        return self.owner == PyThread_get_thread_ident()
+
+
+cdef Scope new_scope(object container, object name, object values, tuple eager):
+    cdef Scope scope = Scope.__new__(Scope)
+    scope.container = container
+    scope.name = name
+    scope._values = values
+    scope.instances = {}
+    scope.finalizers = []
+    scope._eager = eager
+    return scope
+
+
+cdef class Scope:
+    """A scope token: one instance of every scoped provider, finalised on exit.
+
+    Get one from ``container.scope(name=None, values=None)`` and use it once,
+    in one of three ways::
+
+        with container.scope() as scope: ...
+        async with container.scope() as scope: ...
+        scope = container.scope(); scope.init(); ...; scope.shutdown(exc=None)
+
+    ``init()`` makes the scope current in this context and initialises the
+    container's scoped resources bound to it; ``shutdown()`` finalises them in
+    reverse order of creation, delivering ``exc`` to each finaliser.  Both
+    return an awaitable when any resource involved is asynchronous.
+    """
+
+    def __init__(self, container=None, name=None, values=None):
+        self.container = container
+        self.name = name
+        self._values = dict(values) if values else None
+        self.instances = {}
+        self.finalizers = []
+        self._eager = _EMPTY
+
+    def __repr__(self):
+        state = ("new", "open", "closing", "closed")[self.state]
+        name = "" if self.name is None else f" {self.name!r}"
+        return f"<Scope{name} {state}, {len(self.instances)} instances>"
+
+    # The three ways to use a scope --------------------------------------
+
+    def __enter__(self):
+        self._open(MODE_SYNC)
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        self._close(exc)
+        return False
+
+    async def __aenter__(self):
+        pending = self._open(MODE_ASYNC)
+        if pending is not None:
+            await pending
+        return self
+
+    async def __aexit__(self, exc_type, exc, traceback):
+        pending = self._close(exc)
+        if pending is not None:
+            await pending
+        return False
+
+    def init(self):
+        """Open the scope in this context and initialise its eager resources.
+
+        Returns an awaitable when any of those resources is asynchronous.
+        """
+        return self._open(MODE_EXPLICIT)
+
+    def shutdown(self, exc=None):
+        """Finalise and close the scope, delivering ``exc`` to the finalisers.
+
+        Returns an awaitable when any finaliser is asynchronous.
+        """
+        return self._close(exc)
+
+    # Introspection --------------------------------------------------------
+
+    @property
+    def values(self):
+        """The values given when the scope was created (a copy)."""
+        return dict(self._values) if self._values else {}
+
+    @property
+    def is_open(self):
+        """``True`` between ``init()`` and ``shutdown()``."""
+        return self.state == STATE_OPEN
+
+    @property
+    def closed(self):
+        """``True`` once ``shutdown()`` has started."""
+        return self.state >= STATE_CLOSING
+
+    def __contains__(self, provider):
+        """Whether ``provider`` has a finished instance in this scope."""
+        entry = self.instances.get(provider, Pending)
+        return entry is not Pending and type(entry) is not Pending
+
+    # Opening --------------------------------------------------------------
+
+    cdef object _open(self, int mode):
+        if self.state != STATE_NEW:
+            raise ScopeError(
+                f"{self!r} was already used; a scope token opens once. "
+                "Call container.scope() again for a new scope."
+            )
+        self.mode = mode
+        if mode == MODE_SYNC:
+            for provider, scope_name, is_async in self._eager:
+                if is_async and scope_name == self.name and (<Provider>provider)._last_overriding is None:
+                    raise ScopeError(
+                        f"{_describe(provider)} is asynchronous and cannot be initialised "
+                        "in a synchronous scope: use `async with container.scope():`."
+                    )
+        self.parent = _current_get()
+        self._token = _current_set(self)
+        self.state = STATE_OPEN
+        if not self._eager:
+            return None
+        return self._eager_init()
+
+    cdef object _eager_init(self):
+        cdef list waiting = None
+        cdef Provider provider
+        for entry in self._eager:
+            provider = entry[0]
+            if entry[1] != self.name or provider._last_overriding is not None:
+                continue
+            try:
+                result = provider.init()
+            except BaseException as error:
+                self._abort(error)
+                raise
+            if result is not None and is_awaitable(result):
+                if waiting is None:
+                    waiting = []
+                waiting.append(result)
+        if waiting is None:
+            return None
+        return self._await_eager(waiting)
+
+    async def _await_eager(self, list waiting):
+        cdef int index
+        for index in range(len(waiting)):
+            try:
+                await waiting[index]
+            except BaseException as error:
+                for rest in waiting[index + 1:]:
+                    close = getattr(rest, "close", None)
+                    if close is not None:
+                        close()
+                pending = self._abort(error)
+                if pending is not None:
+                    await pending
+                raise
+
+    cdef object _abort(self, object error):
+        # Initialisation failed part-way: finalise what was created, with the
+        # error, and leave the context as it was before init().
+        self._detach()
+        return self._finalize(error)
+
+    # Closing --------------------------------------------------------------
+
+    cdef void _detach(self) except *:
+        try:
+            _current_reset(self._token)
+        except ValueError:
+            raise ScopeError(
+                f"{self!r} must be closed in the context that opened it: a child "
+                "task or thread cannot close its parent's scope."
+            ) from None
+        self.state = STATE_CLOSING
+
+    cdef object _close(self, object exc):
+        if self.state != STATE_OPEN:
+            if self.state == STATE_NEW:
+                raise ScopeError(f"{self!r} is not open: call init() or enter it first.")
+            raise ScopeError(f"{self!r} is already closed; a scope closes once.")
+        if _current_get() is not self:
+            raise ScopeError(
+                f"{self!r} is not the current scope here: close nested scopes "
+                "first, in the context that opened them."
+            )
+        self._detach()
+        return self._finalize(exc)
+
+    cdef object _finalize(self, object exc):
+        if self.async_finalizers:
+            if self.mode == MODE_SYNC:
+                # Unreachable through the public API: asynchronous resources
+                # are refused in synchronous scopes before they are created.
+                raise ScopeError(f"{self!r} holds asynchronous resources: use `async with`.")
+            return self._run_async_finalizers(exc)
+        errors = self._run_sync_finalizers(exc)
+        self._after_close()
+        _report(errors, exc)
+        if self.mode == MODE_EXPLICIT and self._eager_async():
+            return ready(None)
+        return None
+
+    cdef bint _eager_async(self):
+        for _, scope_name, is_async in self._eager:
+            if is_async and scope_name == self.name:
+                return True
+        return False
+
+    cdef list _run_sync_finalizers(self, object exc):
+        cdef list errors = []
+        while self.finalizers:
+            provider, kind, obj = self.finalizers.pop()
+            try:
+                _finalize_sync(provider, kind, obj, exc)
+            except BaseException as error:
+                if error is not exc:
+                    errors.append((provider, error))
+        return errors
+
+    async def _run_async_finalizers(self, exc):
+        cdef list errors = []
+        while self.finalizers:
+            provider, kind, obj = self.finalizers.pop()
+            try:
+                if kind > 10:
+                    await _finalize_async(provider, kind, obj, exc)
+                else:
+                    _finalize_sync(provider, kind, obj, exc)
+            except BaseException as error:
+                if error is not exc:
+                    errors.append((provider, error))
+        self._after_close()
+        _report(errors, exc)
+
+    cdef void _after_close(self):
+        self.state = STATE_CLOSED
+        instances = self.instances
+        self.instances = {}
+        closed = ScopeClosedError(f"{self!r} closed while an instance was being created.")
+        for entry in instances.values():
+            if type(entry) is Pending and not (<Pending>entry).done:
+                (<Pending>entry).fail(closed, False)
+
+    # Resource bookkeeping, used by the providers ---------------------------
+
+    cdef bint add_finalizer(self, object provider, int kind, object obj) except -1:
+        if self.state != STATE_OPEN:
+            return False
+        self.finalizers.append((provider, kind, obj))
+        if kind > 10:
+            self.async_finalizers += 1
+        return True
+
+    cdef object discard(self, object provider, int kind, object obj):
+        """Finalise a resource created after its scope started closing."""
+        error = ScopeClosedError(
+            f"{_describe(provider)} finished initialising after {self!r} closed; "
+            "it was finalised at once."
+        )
+        if kind > 10:
+            return _finalize_async(provider, kind, obj, error)
+        _finalize_sync(provider, kind, obj, error)
+        return None
+
+    def __del__(self):
+        if self.state == STATE_OPEN and self.finalizers:
+            warn(
+                f"{self!r} was garbage-collected while open: "
+                f"{len(self.finalizers)} resource(s) were never finalised. "
+                "Close scopes with `with`, `async with` or shutdown().",
+                ResourceWarning,
+                source=self,
+            )
+
+
+cdef str _describe(object provider):
+    name = getattr(provider, "_name", None)
+    if name:
+        return f"{type(provider).__name__} {name!r}"
+    return repr(provider)
+
+
+def describe(provider):
+    """Name ``provider`` for an error message: its container attribute where known."""
+    return _describe(provider)
+
+
+cdef void _finalize_sync(object provider, int kind, object obj, object exc) except *:
+    if kind == FINALIZE_GENERATOR:
+        try:
+            if exc is None:
+                next(obj)
+            else:
+                obj.throw(exc)
+        except StopIteration:
+            return
+        obj.close()
+        raise ScopeError(
+            f"The generator of {_describe(provider)} yielded more than once; "
+            "a resource generator yields exactly one value."
+        )
+    elif kind == FINALIZE_CONTEXT_MANAGER:
+        if exc is None:
+            obj.__exit__(None, None, None)
+        else:
+            obj.__exit__(type(exc), exc, exc.__traceback__)
+    elif kind == FINALIZE_RESOURCE:
+        resource = obj.obj
+        obj.obj = None
+        obj.shutdown(resource, exc)
+
+
+async def _finalize_async(object provider, int kind, object obj, object exc):
+    if kind == FINALIZE_ASYNC_GENERATOR:
+        try:
+            if exc is None:
+                await obj.__anext__()
+            else:
+                await obj.athrow(exc)
+        except StopAsyncIteration:
+            return
+        await obj.aclose()
+        raise ScopeError(
+            f"The async generator of {_describe(provider)} yielded more than once; "
+            "a resource generator yields exactly one value."
+        )
+    elif kind == FINALIZE_ASYNC_CONTEXT_MANAGER:
+        if exc is None:
+            await obj.__aexit__(None, None, None)
+        else:
+            await obj.__aexit__(type(exc), exc, exc.__traceback__)
+    elif kind == FINALIZE_ASYNC_RESOURCE:
+        resource = obj.obj
+        obj.obj = None
+        await obj.shutdown(resource, exc)
+    else:
+        _finalize_sync(provider, kind, obj, exc)
+
+
+cdef void _report(list errors, object exc) except *:
+    """Raise or attach finaliser errors once every finaliser has run.
+
+    With no exception ending the scope, the errors are raised together as one
+    :class:`FinalizerError` (an ``ExceptionGroup``); a cancellation or other
+    ``BaseException`` from a finaliser is re-raised as it is.  When an
+    exception ends the scope, that exception keeps propagating: each
+    finaliser error is logged and added to it as a note.
+    """
+    if not errors:
+        return
+    names = ", ".join(_describe(provider) for provider, _ in errors)
+    if exc is None:
+        for _, error in errors:
+            if not isinstance(error, Exception):
+                raise error
+        raise FinalizerError(
+            f"{len(errors)} finaliser(s) failed while closing the scope: {names}",
+            [error for _, error in errors],
+        )
+    for provider, error in errors:
+        logger.error("Finaliser of %s failed", _describe(provider), exc_info=error)
+        note = f"While closing the scope, the finaliser of {_describe(provider)} failed: {error!r}"
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # pragma: no cover - Python 3.10
+            exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+
+
+def open_scope(container, name=None, *, values=None):
+    """Return a new, unopened :class:`Scope` for ``container``.
+
+    Bound as ``container.scope()`` on this package's containers and exported
+    as :func:`dependency_injector_scoped.scope` for any dependency-injector
+    container.  ``name`` lets providers declared with ``scope="name"`` bind
+    to it; ``values`` is a mapping read by ``providers.ScopedValue``.
+    The container's scoped graph is checked, and its plan of eager
+    resources computed, when its first scope is created.
+    """
+    plan = getattr(container, "__scoped_plan__", None)
+    if plan is None:
+        from ._graph import plan_for
+
+        plan = plan_for(container)
+    return new_scope(container, name, dict(values) if values else None, <tuple?>plan)

@@ -1,0 +1,752 @@
+# cython: language_level=3
+"""Providers: every public provider of dependency-injector, plus scoped ones.
+
+:class:`ScopedFactory` and :class:`ScopedResource` give one instance per
+open scope (see :class:`dependency_injector_scoped.Scope`);
+:class:`ScopedValue` reads a value given when a scope was opened.
+"""
+
+import inspect
+import sys
+
+import dependency_injector.providers as _upstream
+from dependency_injector import resources as _resources
+from dependency_injector.providers import _resolve_string_import
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject
+
+from dependency_injector.providers cimport (
+    BaseResource,
+    Callable,
+    Factory,
+    Injection,
+    NamedInjection,
+    Provider,
+    ResourceState,
+    __get_name as _get_name,
+    __get_value as _get_value,
+    __get_value_kwargs as _get_value_kwargs,
+    __separate_prefixed_kwargs as _separate_prefixed_kwargs,
+)
+
+from ._scope cimport (
+    FINALIZE_ASYNC_CONTEXT_MANAGER,
+    FINALIZE_ASYNC_GENERATOR,
+    FINALIZE_ASYNC_RESOURCE,
+    FINALIZE_CONTEXT_MANAGER,
+    FINALIZE_GENERATOR,
+    FINALIZE_RESOURCE,
+    MODE_SYNC,
+    STATE_OPEN,
+    Pending,
+    Scope,
+    current_scope,
+    is_awaitable,
+    ready,
+)
+
+from ._scope import describe
+from .errors import MissingScopeValueError, NoActiveScopeError, ScopeClosedError, ScopeError
+
+if sys.version_info >= (3, 11):
+    from inspect import iscoroutinefunction
+else:  # pragma: no cover - Python 3.10
+    from asyncio import iscoroutinefunction
+
+# Upstream's async-mode constant; providers whose async mode the user
+# enabled always return awaitables.
+cdef int ASYNC_MODE_ENABLED = 1
+
+# What a ScopedResource initializer is, decided once in set_provides().
+cdef enum:
+    KIND_UNSET = 0
+    KIND_CALLABLE = 1
+    KIND_GENERATOR = 2
+    KIND_RESOURCE = 3
+    KIND_RESOURCE_WITH_ERROR = 4
+    KIND_ASYNC_GENERATOR = 11
+    KIND_COROUTINE = 12
+    KIND_ASYNC_RESOURCE = 13
+    KIND_ASYNC_RESOURCE_WITH_ERROR = 14
+
+
+# Finding the scope ---------------------------------------------------------
+
+cdef inline Scope _scope_for(object provider, object name):
+    """Return the open scope ``provider`` binds to, or raise."""
+    cdef object current = current_scope()
+    cdef Scope scope
+    if current is not None:
+        scope = <Scope>current
+        if name is None:
+            if scope.state == STATE_OPEN:
+                return scope
+        else:
+            while scope is not None:
+                if scope.name is name or scope.name == name:
+                    if scope.state == STATE_OPEN:
+                        return scope
+                    break
+                scope = scope.parent
+    _raise_no_scope(provider, name, current)
+
+
+cdef void _raise_no_scope(object provider, object name, object current) except *:
+    cdef Scope scope = <Scope>current if current is not None else None
+    what = describe(provider)
+    if name is None:
+        if scope is not None:
+            raise ScopeClosedError(
+                f"{what} was resolved through {scope!r}, which is closed: this task, "
+                "thread or background job outlived its scope. Resolve what it needs "
+                "before the scope ends, or open a new scope for it."
+            )
+        raise NoActiveScopeError(
+            f"{what} was resolved outside any open scope. Resolve it inside "
+            "`with container.scope():` / `async with container.scope():` (or the "
+            "framework integration's scope middleware)."
+        )
+    while scope is not None:
+        if scope.name == name:
+            raise ScopeClosedError(
+                f"{what} binds to scope {name!r}, which is closed: this task, thread "
+                "or background job outlived it. Open a new scope for it."
+            )
+        scope = scope.parent
+    raise NoActiveScopeError(
+        f"{what} binds to scope {name!r}, but no scope named {name!r} is open here. "
+        f"Resolve it inside `with container.scope({name!r}):`."
+    )
+
+
+# Resolving injections ------------------------------------------------------
+
+cdef object _invoke(
+        object call,
+        tuple args,
+        tuple inj_args,
+        int inj_args_len,
+        dict kwargs,
+        tuple inj_kwargs,
+        int inj_kwargs_len,
+        bint* deferred,
+):
+    """Call ``call`` with its injections, or return a coroutine that will.
+
+    Injections that resolve to awaitables are awaited one after the other in
+    a single coroutine (no tasks, no gather, no callbacks); ``deferred`` is
+    set when that coroutine is returned instead of the call's result.
+    """
+    cdef int index
+    cdef list positional
+    cdef list awaited = None
+    cdef object value
+    cdef object name
+    cdef NamedInjection injection
+    cdef dict prefixed
+
+    if inj_args_len:
+        positional = []
+        for index in range(inj_args_len):
+            value = _get_value(<Injection>inj_args[index])
+            if is_awaitable(value):
+                if awaited is None:
+                    awaited = []
+                awaited += (positional, index, value)
+            positional.append(value)
+        positional.extend(args)
+        args = tuple(positional) if awaited is None else args
+    else:
+        positional = None
+
+    if inj_kwargs_len:
+        if not kwargs:
+            kwargs = {}
+            for index in range(inj_kwargs_len):
+                injection = <NamedInjection>inj_kwargs[index]
+                value = _get_value(injection)
+                name = _get_name(injection)
+                kwargs[name] = value
+                if is_awaitable(value):
+                    if awaited is None:
+                        awaited = []
+                    awaited += (kwargs, name, value)
+        else:
+            kwargs, prefixed = _separate_prefixed_kwargs(kwargs)
+            for index in range(inj_kwargs_len):
+                injection = <NamedInjection>inj_kwargs[index]
+                name = _get_name(injection)
+                if name in kwargs:
+                    continue
+                if name in prefixed:
+                    value = _get_value_kwargs(injection, prefixed[name])
+                else:
+                    value = _get_value(injection)
+                kwargs[name] = value
+                if is_awaitable(value):
+                    if awaited is None:
+                        awaited = []
+                    awaited += (kwargs, name, value)
+
+    if awaited is None:
+        return call(*args, **kwargs)
+    deferred[0] = True
+    return _invoke_async(call, positional if positional is not None else args, kwargs, awaited)
+
+
+async def _invoke_async(call, args, dict kwargs, list awaited):
+    cdef Py_ssize_t index
+    for index in range(0, len(awaited), 3):
+        try:
+            awaited[index][awaited[index + 1]] = await awaited[index + 2]
+        except BaseException:
+            for rest in awaited[index + 5::3]:
+                close = getattr(rest, "close", None)
+                if close is not None:
+                    close()
+            raise
+    result = call(*args, **kwargs)
+    if is_awaitable(result):
+        result = await result
+    return result
+
+
+# Creating instances once per scope ----------------------------------------
+
+cdef object _create(Provider provider, Scope scope, object entry, tuple args, dict kwargs):
+    """First resolution of ``provider`` in ``scope``: build it exactly once."""
+    cdef Pending marker
+    cdef bint deferred = False
+    if entry is not None:
+        return _wait(provider, scope, <Pending>entry, args, kwargs)
+
+    marker = Pending.__new__(Pending)
+    marker.owner = PyThread_get_thread_ident()
+    PyDict_SetItem(scope.instances, provider, marker)
+    try:
+        if isinstance(provider, ScopedFactory):
+            result = (<ScopedFactory>provider)._build(scope, args, kwargs, &deferred)
+        else:
+            result = (<ScopedResource>provider)._build(scope, args, kwargs, &deferred)
+    except BaseException as error:
+        _abandon(scope, provider, marker, error)
+        raise
+    if deferred:
+        if scope.mode == MODE_SYNC:
+            result.close()
+            error = ScopeError(
+                f"{describe(provider)} needs to await (an asynchronous dependency "
+                "or initializer) and cannot be created in a synchronous scope: use "
+                "`async with container.scope():`."
+            )
+            _abandon(scope, provider, marker, error)
+            raise error
+        marker.is_async = True
+        return _finish_async(provider, scope, marker, result)
+    _settle(scope, provider, marker, result)
+    return result
+
+
+cdef void _settle(Scope scope, object provider, Pending marker, object value) except *:
+    if scope.state != STATE_OPEN:
+        error = ScopeClosedError(f"{describe(provider)} was created after {scope!r} closed.")
+        marker.fail(error, False)
+        raise error
+    PyDict_SetItem(scope.instances, provider, value)
+    marker.settle(value)
+
+
+cdef void _abandon(Scope scope, object provider, Pending marker, object error):
+    cdef PyObject* entry = PyDict_GetItem(scope.instances, provider)
+    if entry is not NULL and <object>entry is marker:
+        del scope.instances[provider]
+    # A cancelled creator leaves the work to whoever waits; other errors are shared.
+    marker.fail(error, isinstance(error, _CancelledError))
+
+
+async def _finish_async(provider, Scope scope, Pending marker, coroutine):
+    try:
+        value = await coroutine
+    except BaseException as error:
+        _abandon(scope, provider, marker, error)
+        raise
+    _settle(scope, provider, marker, value)
+    return value
+
+
+cdef object _wait(Provider provider, Scope scope, Pending marker, tuple args, dict kwargs):
+    """Another resolution is creating ``provider`` in ``scope``: share its result."""
+    if marker.owner == PyThread_get_thread_ident():
+        if marker.is_async:
+            return _wait_async(provider, marker, args, kwargs)
+        raise ScopeError(
+            f"Circular dependency: {describe(provider)} was resolved again while "
+            "it was being created."
+        )
+    marker.wait_blocking()
+    return _outcome(provider, marker, args, kwargs)
+
+
+async def _wait_async(Provider provider, Pending marker, tuple args, dict kwargs):
+    await marker.wait_async()
+    result = _outcome(provider, marker, args, kwargs)
+    if is_awaitable(result):
+        result = await result
+    return result
+
+
+cdef object _outcome(Provider provider, Pending marker, tuple args, dict kwargs):
+    if marker.error is None:
+        return marker.value
+    if marker.retry:
+        return provider(*args, **kwargs)
+    raise marker.error
+
+
+def _cancelled_error_type():
+    from asyncio import CancelledError
+
+    return CancelledError
+
+
+_CancelledError = _cancelled_error_type()
+
+
+# ScopedFactory -------------------------------------------------------------
+
+cdef class ScopedFactory(Factory):
+    """Factory that creates one instance per scope.
+
+    The first call inside an open scope creates the instance; every later call
+    in that scope, from any task or thread sharing it, returns the same one.
+    Injections follow :class:`~dependency_injector.providers.Factory`.
+
+    ``scope="name"`` binds the provider to the nearest open scope with that
+    name; without it, it binds to the innermost open scope.  (An injection
+    literally named ``scope`` can be set with ``add_kwargs(scope=...)``.)
+    """
+
+    def __init__(self, provides=None, *args, scope=None, **kwargs):
+        self._scope_name = scope
+        Factory.__init__(self, provides, *args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        if self._last_overriding is not None:
+            return self._last_overriding(*args, **kwargs)
+        result = self._provide(args, kwargs)
+        if self._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
+            return ready(result)
+        return result
+
+    def async_(self, *args, **kwargs):
+        """Return an awaitable of the instance, whether or not it is created yet."""
+        result = self.__call__(*args, **kwargs)
+        return result if is_awaitable(result) else ready(result)
+
+    def __deepcopy__(self, memo):
+        copied = memo.get(id(self))
+        if copied is not None:
+            return copied
+        copied = Factory.__deepcopy__(self, memo)
+        (<ScopedFactory>copied)._scope_name = self._scope_name
+        (<ScopedFactory>copied)._name = self._name
+        return copied
+
+    @property
+    def scope_name(self):
+        """The scope name this provider binds to, or ``None`` for the innermost."""
+        return self._scope_name
+
+    cpdef object _provide(self, tuple args, dict kwargs):
+        cdef Scope scope = _scope_for(self, self._scope_name)
+        cdef PyObject* entry = PyDict_GetItem(scope.instances, self)
+        if entry is not NULL and type(<object>entry) is not Pending:
+            return <object>entry
+        return _create(self, scope, <object>entry if entry is not NULL else None, args, kwargs)
+
+    cdef object _build(self, Scope scope, tuple args, dict kwargs, bint* deferred):
+        cdef Callable instantiator = self._instantiator
+        instance = _invoke(
+            instantiator._provides,
+            args,
+            instantiator._args,
+            instantiator._args_len,
+            kwargs,
+            instantiator._kwargs,
+            instantiator._kwargs_len,
+            deferred,
+        )
+        if not deferred[0] and is_awaitable(instance):
+            deferred[0] = True
+        if self._attributes_len == 0:
+            return instance
+        if deferred[0]:
+            return _inject_attributes_async(self._attributes, instance)
+        attributes = _invoke(dict, (), (), 0, {}, self._attributes, self._attributes_len, deferred)
+        if deferred[0]:
+            return _inject_attributes_async(None, _pair(instance, attributes))
+        for name, value in (<dict>attributes).items():
+            setattr(instance, name, value)
+        return instance
+
+
+async def _pair(instance, attributes):
+    return instance, await attributes
+
+
+async def _inject_attributes_async(tuple injections, awaitable):
+    cdef bint deferred = False
+    if injections is None:
+        instance, attributes = await awaitable
+    else:
+        instance = await awaitable
+        attributes = _invoke(dict, (), (), 0, {}, injections, len(injections), &deferred)
+        if deferred:
+            attributes = await attributes
+    for name, value in attributes.items():
+        setattr(instance, name, value)
+    return instance
+
+
+# ScopedResource ------------------------------------------------------------
+
+cdef int _classify(object provides) except -1:
+    if provides is None:
+        return KIND_UNSET
+    if inspect.isasyncgenfunction(provides):
+        return KIND_ASYNC_GENERATOR
+    if inspect.isgeneratorfunction(provides):
+        return KIND_GENERATOR
+    if isinstance(provides, type):
+        if issubclass(provides, _resources.Resource):
+            return KIND_RESOURCE_WITH_ERROR if _takes_error(provides.shutdown) else KIND_RESOURCE
+        if issubclass(provides, _resources.AsyncResource):
+            if _takes_error(provides.shutdown):
+                return KIND_ASYNC_RESOURCE_WITH_ERROR
+            return KIND_ASYNC_RESOURCE
+    if iscoroutinefunction(provides):
+        return KIND_COROUTINE
+    return KIND_CALLABLE
+
+
+cdef bint _takes_error(object shutdown) except -1:
+    """Whether a Resource's ``shutdown(self, resource, exc)`` accepts the exception."""
+    try:
+        parameters = list(inspect.signature(shutdown).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        parameter
+        for parameter in parameters
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 3
+
+
+cdef class ScopedResource(BaseResource):
+    """Resource with one instance per scope, finalised when the scope exits.
+
+    The initializer may be a generator function, an async generator function,
+    a function returning a context manager or an async context manager, a
+    :class:`dependency_injector.resources.Resource` or ``AsyncResource``
+    subclass, a coroutine function or a plain callable.  The exception that
+    ends the scope is delivered to its finaliser: thrown into the generator,
+    passed to ``__exit__``/``__aexit__``, or given to ``shutdown(resource,
+    exc)`` when a Resource subclass's ``shutdown`` accepts it.
+
+    ``container.init_resources()`` and ``shutdown_resources()`` leave scoped
+    resources to their scopes: ``init()`` initialises in the current scope
+    when one is open and does nothing otherwise, ``shutdown()`` does nothing
+    (the scope finalises), and ``initialized`` is always ``False``.
+    """
+
+    def __init__(self, provides=None, *args, scope=None, **kwargs):
+        self._scope_name = scope
+        BaseResource.__init__(self, provides, *args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        if self._last_overriding is not None:
+            return self._last_overriding(*args, **kwargs)
+        result = self._provide(args, kwargs)
+        if self._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
+            return ready(result)
+        return result
+
+    def async_(self, *args, **kwargs):
+        """Return an awaitable of the resource, whether or not it is initialised yet."""
+        result = self.__call__(*args, **kwargs)
+        return result if is_awaitable(result) else ready(result)
+
+    def __deepcopy__(self, memo):
+        copied = memo.get(id(self))
+        if copied is not None:
+            return copied
+        copied = BaseResource.__deepcopy__(self, memo)
+        (<ScopedResource>copied)._scope_name = self._scope_name
+        (<ScopedResource>copied)._name = self._name
+        return copied
+
+    def set_provides(self, provides):
+        """Set the initializer."""
+        provides = _resolve_string_import(provides)
+        self._kind = _classify(provides)
+        self._provides = provides
+        return self
+
+    @property
+    def scope_name(self):
+        """The scope name this provider binds to, or ``None`` for the innermost."""
+        return self._scope_name
+
+    @property
+    def is_async(self):
+        """Whether the initializer is known to be asynchronous before it runs."""
+        return self._kind > 10
+
+    @property
+    def initialized(self):
+        """Always ``False``: scoped resources live in scopes, not in the container."""
+        return False
+
+    def init(self):
+        """Initialise in the current scope if one is open; otherwise do nothing."""
+        cdef object current = current_scope()
+        cdef Scope scope
+        if current is None:
+            return None
+        if self._scope_name is not None:
+            scope = <Scope>current
+            while scope is not None and scope.name != self._scope_name:
+                scope = scope.parent
+            if scope is None or scope.state != STATE_OPEN:
+                return None
+        elif (<Scope>current).state != STATE_OPEN:
+            return None
+        return self.__call__()
+
+    def shutdown(self):
+        """Do nothing: the scope that created an instance finalises it."""
+        return None
+
+    cdef void set_state(self, ResourceState state):
+        pass
+
+    cdef ResourceState get_state(self):
+        return None
+
+    cpdef object _provide(self, tuple args, dict kwargs):
+        cdef Scope scope = _scope_for(self, self._scope_name)
+        cdef PyObject* entry = PyDict_GetItem(scope.instances, self)
+        if entry is not NULL and type(<object>entry) is not Pending:
+            return <object>entry
+        return _create(self, scope, <object>entry if entry is not NULL else None, args, kwargs)
+
+    cdef object _build(self, Scope scope, tuple args, dict kwargs, bint* deferred):
+        if self._kind == KIND_UNSET:
+            raise ScopeError(f"{describe(self)} has no initializer: call set_provides() first.")
+        if self._kind > 10 and scope.mode == MODE_SYNC:
+            raise ScopeError(
+                f"{describe(self)} is asynchronous and cannot be initialised in a "
+                "synchronous scope: use `async with container.scope():`."
+            )
+        obj = _invoke(
+            self._provides,
+            args,
+            self._args,
+            self._args_len,
+            kwargs,
+            self._kwargs,
+            self._kwargs_len,
+            deferred,
+        )
+        if deferred[0]:
+            return _enter_async(self, scope, obj, True)
+        return self._enter_sync(scope, obj, deferred)
+
+    cdef object _enter_sync(self, Scope scope, object obj, bint* deferred):
+        cdef int kind = self._kind
+        cdef int finalizer
+        if kind == KIND_GENERATOR:
+            try:
+                value = next(obj)
+            except StopIteration:
+                raise ScopeError(
+                    f"The generator of {describe(self)} returned without yielding; "
+                    "a resource generator yields exactly one value."
+                ) from None
+            finalizer = FINALIZE_GENERATOR
+        elif kind == KIND_RESOURCE or kind == KIND_RESOURCE_WITH_ERROR:
+            value = obj.__enter__()
+            finalizer = FINALIZE_RESOURCE if kind == KIND_RESOURCE_WITH_ERROR else FINALIZE_CONTEXT_MANAGER
+        elif kind == KIND_CALLABLE and not is_awaitable(obj) and not _is_async_context_manager(obj):
+            if not _is_context_manager(obj):
+                return obj
+            value = obj.__enter__()
+            finalizer = FINALIZE_CONTEXT_MANAGER
+        else:
+            if scope.mode == MODE_SYNC:
+                _close_quietly(obj)
+                raise ScopeError(
+                    f"{describe(self)} returned an awaitable or async context manager "
+                    "and cannot be initialised in a synchronous scope: use "
+                    "`async with container.scope():`."
+                )
+            deferred[0] = True
+            return _enter_async(self, scope, obj, False)
+        if not scope.add_finalizer(self, finalizer, obj):
+            scope.discard(self, finalizer, obj)
+            raise ScopeClosedError(f"{describe(self)} was initialised after its scope closed.")
+        return value
+
+
+cdef bint _is_context_manager(object obj) except -1:
+    return hasattr(obj, "__enter__") and hasattr(obj, "__exit__")
+
+
+cdef bint _is_async_context_manager(object obj) except -1:
+    return hasattr(obj, "__aenter__") and hasattr(obj, "__aexit__")
+
+
+cdef void _close_quietly(object obj):
+    close = getattr(obj, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            pass
+
+
+async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_call):
+    cdef int kind = provider._kind
+    cdef int finalizer
+    if obj_is_call:
+        obj = await obj
+    if kind == KIND_ASYNC_GENERATOR:
+        try:
+            value = await obj.__anext__()
+        except StopAsyncIteration:
+            raise ScopeError(
+                f"The async generator of {describe(provider)} returned without "
+                "yielding; a resource generator yields exactly one value."
+            ) from None
+        finalizer = FINALIZE_ASYNC_GENERATOR
+    elif kind == KIND_ASYNC_RESOURCE or kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
+        value = await obj.__aenter__()
+        if kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
+            finalizer = FINALIZE_ASYNC_RESOURCE
+        else:
+            finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
+    elif kind == KIND_GENERATOR:
+        try:
+            value = next(obj)
+        except StopIteration:
+            raise ScopeError(
+                f"The generator of {describe(provider)} returned without yielding; "
+                "a resource generator yields exactly one value."
+            ) from None
+        finalizer = FINALIZE_GENERATOR
+    elif kind == KIND_RESOURCE or kind == KIND_RESOURCE_WITH_ERROR:
+        value = obj.__enter__()
+        finalizer = FINALIZE_RESOURCE if kind == KIND_RESOURCE_WITH_ERROR else FINALIZE_CONTEXT_MANAGER
+    else:
+        if is_awaitable(obj):
+            obj = await obj
+        if _is_async_context_manager(obj):
+            value = await obj.__aenter__()
+            finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
+        elif _is_context_manager(obj):
+            value = obj.__enter__()
+            finalizer = FINALIZE_CONTEXT_MANAGER
+        else:
+            return obj
+    if not scope.add_finalizer(provider, finalizer, obj):
+        pending = scope.discard(provider, finalizer, obj)
+        if pending is not None:
+            await pending
+        raise ScopeClosedError(f"{describe(provider)} was initialised after its scope closed.")
+    return value
+
+
+# ScopedValue ---------------------------------------------------------------
+
+cdef object _MISSING = object()
+
+
+cdef class ScopedValue(Provider):
+    """Provides a value given when a scope was opened.
+
+    ``container.scope(values={"request": request})`` opens a scope holding
+    ``request``; ``ScopedValue("request")`` resolved inside it returns that
+    object.  Keys may be any hashable (a string, a type).  The innermost open
+    scope holding the key wins; ``scope="name"`` reads only that scope.
+    """
+
+    def __init__(self, key=None, *, scope=None):
+        self._key = key
+        self._scope_name = scope
+        Provider.__init__(self)
+
+    def __call__(self, *args, **kwargs):
+        if self._last_overriding is not None:
+            return self._last_overriding(*args, **kwargs)
+        return self._provide(args, kwargs)
+
+    def __deepcopy__(self, memo):
+        copied = memo.get(id(self))
+        if copied is not None:
+            return copied
+        copied = ScopedValue(self._key, scope=self._scope_name)
+        (<ScopedValue>copied)._name = self._name
+        memo[id(self)] = copied
+        self._copy_overridings(copied, memo)
+        return copied
+
+    def __str__(self):
+        return f"<{type(self).__module__}.{type(self).__name__}({self._key!r}) at {hex(id(self))}>"
+
+    @property
+    def key(self):
+        """The key looked up in the scope's values."""
+        return self._key
+
+    @property
+    def scope_name(self):
+        """The scope name this provider reads from, or ``None`` for any."""
+        return self._scope_name
+
+    cpdef object _provide(self, tuple args, dict kwargs):
+        cdef Scope scope = _scope_for(self, self._scope_name)
+        cdef Scope searched = scope
+        cdef PyObject* value
+        while searched is not None:
+            if searched._values is not None:
+                value = PyDict_GetItem(searched._values, self._key)
+                if value is not NULL:
+                    return <object>value
+            if self._scope_name is not None:
+                break
+            searched = searched.parent
+        raise MissingScopeValueError(
+            f"{describe(self)} needs the value {self._key!r}, but no open scope was "
+            f"given it. Pass it when opening the scope: "
+            f"container.scope(values={{{self._key!r}: ...}})."
+        )
+
+
+def _upstream_public_names():
+    names = []
+    for name in dir(_upstream):
+        if name.startswith("_"):
+            continue
+        obj = getattr(_upstream, name)
+        if getattr(obj, "__module__", None) == "dependency_injector.providers" or name == "UNDEFINED":
+            names.append(name)
+    return names
+
+
+for _public_name in _upstream_public_names():
+    globals()[_public_name] = getattr(_upstream, _public_name)
+
+__all__ = sorted([*_upstream_public_names(), "ScopedFactory", "ScopedResource", "ScopedValue"])
