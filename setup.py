@@ -32,7 +32,7 @@ if LINETRACE:
 compiler_directives = {
     "language_level": "3",
     "embedsignature": True,
-    "binding": True,
+    "binding": False,
     "linetrace": LINETRACE,
 }
 

@@ -28,7 +28,6 @@ cdef class Pending:
     cdef bint retry
     cdef object value
     cdef object error
-    cdef object event
     cdef list futures
 
     cdef void settle(self, object value)
@@ -46,6 +45,7 @@ cdef class Scope:
     cdef int state
     cdef int mode
     cdef int async_finalizers
+    cdef Py_ssize_t async_pending
     cdef object _token
     cdef tuple _eager
     cdef object __weakref__
@@ -60,10 +60,14 @@ cdef class Scope:
     cdef object _finalize(self, object exc)
     cdef bint _eager_async(self)
     cdef list _run_sync_finalizers(self, object exc)
-    cdef void _after_close(self)
+    cdef void _after_close(self) except *
 
 
 cdef object current_scope()
+cdef Pending creating_marker()
+cdef Pending async_marker()
+cdef void notify_settled() except *
+cdef void block_while_creating(Scope scope, object provider, object marker) except *
 cdef Scope new_scope(object container, object name, object values, tuple eager)
 cdef bint is_awaitable(object value) except -1
 cdef object ready(object value)

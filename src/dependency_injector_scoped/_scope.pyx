@@ -13,13 +13,14 @@ import sys
 from asyncio import get_running_loop
 from collections.abc import Coroutine as _AbcCoroutine
 from contextvars import ContextVar
-from threading import Event
+from threading import Condition
 from types import CoroutineType
 from warnings import warn
 
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+cimport cython
+from cpython.dict cimport PyDict_Clear, PyDict_SetItem
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
 
 from dependency_injector.providers cimport Provider
 
@@ -30,9 +31,35 @@ if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
 
 logger = logging.getLogger("dependency_injector_scoped")
 
+cdef extern from *:
+    """
+    /* The ContextVar C API is not part of the limited API: use it only in
+       version-specific builds, and call the cached bound methods otherwise. */
+    #ifdef Py_LIMITED_API
+    #define DIS_CONTEXTVAR_API 0
+    #define DIS_ContextVar_Get(var, out) (*(out) = NULL, -1)
+    #define DIS_ContextVar_Set(var, value) NULL
+    #define DIS_ContextVar_Reset(var, token) (-1)
+    #else
+    #define DIS_CONTEXTVAR_API 1
+    #define DIS_ContextVar_Get(var, out) PyContextVar_Get((var), NULL, (out))
+    #define DIS_ContextVar_Set(var, value) PyContextVar_Set((var), (value))
+    #define DIS_ContextVar_Reset(var, token) PyContextVar_Reset((var), (token))
+    #endif
+    #define DIS_TYPE(obj) ((PyObject *)Py_TYPE(obj))
+    """
+    const bint DIS_CONTEXTVAR_API
+    int DIS_ContextVar_Get(object var, PyObject** out) except -1
+    object DIS_ContextVar_Set(object var, object value)
+    int DIS_ContextVar_Reset(object var, object token) except -1
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+    PyObject* DIS_TYPE(object obj)
+    PyObject* PyIter_Next(object iterator) except? NULL
+
 _current = ContextVar("dependency_injector_scoped.scope", default=None)
-# Bound methods cached once: the limited API has no ContextVar C API, and a
-# cached ``get`` is about half the cost of ``_current.get()``.
+# Without the C API, bound methods cached once are about half the cost of
+# ``_current.get()``.
+cdef object _current_var = _current
 cdef object _current_get = _current.get
 cdef object _current_set = _current.set
 cdef object _current_reset = _current.reset
@@ -41,28 +68,52 @@ cdef tuple _EMPTY = ()
 
 
 cdef object current_scope():
+    cdef PyObject* value
+    if DIS_CONTEXTVAR_API:
+        DIS_ContextVar_Get(_current_var, &value)
+        result = <object>value
+        Py_DECREF(result)
+        return result
     return _current_get()
+
+
+cdef inline object _set_current(object scope):
+    if DIS_CONTEXTVAR_API:
+        return DIS_ContextVar_Set(_current_var, scope)
+    return _current_set(scope)
+
+
+cdef inline void _reset_current(object token) except *:
+    if DIS_CONTEXTVAR_API:
+        DIS_ContextVar_Reset(_current_var, token)
+    else:
+        _current_reset(token)
 
 
 def get_current_scope():
     """Return the innermost open :class:`Scope` of this context, or ``None``."""
-    return _current_get()
+    return current_scope()
 
 
-# Awaitable detection, cached per type.  Mirrors dependency-injector's rule
-# (asyncio futures and coroutines) without a Python attribute lookup per call.
-cdef dict _awaitable_types = {}
+# Awaitable detection mirrors dependency-injector's rule (asyncio futures and
+# coroutines), cached in a small direct-mapped table keyed by type, which
+# holds a reference to each type it caches.
 cdef tuple _COROUTINE_TYPES = (CoroutineType, _AbcCoroutine)
+cdef PyObject* _type_cache[64]
+cdef bint _type_cache_awaitable[64]
 
 
 cdef bint is_awaitable(object value) except -1:
-    cdef object kind = type(value)
-    cdef PyObject* cached = PyDict_GetItem(_awaitable_types, kind)
-    if cached is not NULL:
-        return <object>cached is True
-    result = hasattr(kind, "_asyncio_future_blocking") or issubclass(kind, _COROUTINE_TYPES)
-    if len(_awaitable_types) < 512:
-        PyDict_SetItem(_awaitable_types, kind, result)
+    cdef PyObject* kind = DIS_TYPE(value)
+    cdef size_t slot = (<size_t>kind >> 4) & 63
+    if _type_cache[slot] == kind:
+        return _type_cache_awaitable[slot]
+    cls = <object>kind
+    result = hasattr(cls, "_asyncio_future_blocking") or issubclass(cls, _COROUTINE_TYPES)
+    Py_INCREF(cls)
+    Py_XDECREF(_type_cache[slot])
+    _type_cache[slot] = kind
+    _type_cache_awaitable[slot] = result
     return result
 
 
@@ -99,7 +150,13 @@ cdef object ready(object value):
 
 
 cdef class Pending:
-    """Marks an instance that is being created; concurrent resolutions wait on it."""
+    """Marks an instance that is being created, so it is created exactly once.
+
+    Synchronous creations share one marker per thread: a thread that finds
+    another thread's marker blocks until the entry changes, then resolves
+    again.  Asynchronous creations get a marker of their own, which
+    coroutines of the same event loop await.
+    """
 
     cdef void settle(self, object value):
         self.value = value
@@ -113,21 +170,11 @@ cdef class Pending:
         self._wake()
 
     cdef void _wake(self):
-        if self.event is not None:
-            self.event.set()
         if self.futures is not None:
             for future in self.futures:
                 if not future.done():
                     future.set_result(None)
             self.futures = None
-
-    def wait_blocking(self):
-        """Block this thread until the creator settles the instance."""
-        event = Event()
-        if self.event is None:
-            self.event = event
-        if not self.done:
-            self.event.wait()
 
     async def wait_async(self):
         """Suspend this task until the creator settles the instance."""
@@ -138,9 +185,60 @@ cdef class Pending:
             self.futures.append(future)
             await future
 
-    @property
-    def owned_by_current_thread(self):
-        return self.owner == PyThread_get_thread_ident()
+
+# One synchronous-creation marker per thread, with the last one cached.
+cdef unsigned long _cached_thread = 0
+cdef Pending _cached_marker = None
+cdef dict _thread_markers = {}
+
+# Threads blocked on another thread's creation wait on one condition; the
+# creator notifies only when somebody waits.
+cdef object _settled = Condition()
+cdef Py_ssize_t _blocked = 0
+
+
+cdef Pending creating_marker():
+    global _cached_thread, _cached_marker
+    cdef unsigned long thread = PyThread_get_thread_ident()
+    if thread == _cached_thread and _cached_marker is not None:
+        return _cached_marker
+    marker = _thread_markers.get(thread)
+    if marker is None:
+        marker = Pending.__new__(Pending)
+        (<Pending>marker).owner = thread
+        _thread_markers[thread] = marker
+    _cached_thread = thread
+    _cached_marker = <Pending>marker
+    return <Pending>marker
+
+
+cdef Pending async_marker():
+    cdef Pending marker = Pending.__new__(Pending)
+    marker.owner = PyThread_get_thread_ident()
+    marker.is_async = True
+    return marker
+
+
+cdef void notify_settled() except *:
+    if _blocked:
+        with _settled:
+            _settled.notify_all()
+
+
+cdef void block_while_creating(Scope scope, object provider, object marker) except *:
+    global _blocked
+    cdef PyObject* entry
+    _blocked += 1
+    try:
+        with _settled:
+            while scope.state == STATE_OPEN:
+                entry = PyDict_GetItemWithError(scope.instances, provider)
+                if entry is NULL or <object>entry is not marker:
+                    break
+                # The timeout only bounds a wake-up lost to a closing scope.
+                _settled.wait(0.05)
+    finally:
+        _blocked -= 1
 
 
 cdef Scope new_scope(object container, object name, object values, tuple eager):
@@ -149,7 +247,6 @@ cdef Scope new_scope(object container, object name, object values, tuple eager):
     scope.name = name
     scope._values = values
     scope.instances = {}
-    scope.finalizers = []
     scope._eager = eager
     return scope
 
@@ -175,7 +272,6 @@ cdef class Scope:
         self.name = name
         self._values = dict(values) if values else None
         self.instances = {}
-        self.finalizers = []
         self._eager = _EMPTY
 
     def __repr__(self):
@@ -257,8 +353,8 @@ cdef class Scope:
                         f"{_describe(provider)} is asynchronous and cannot be initialised "
                         "in a synchronous scope: use `async with container.scope():`."
                     )
-        self.parent = _current_get()
-        self._token = _current_set(self)
+        self.parent = current_scope()
+        self._token = _set_current(self)
         self.state = STATE_OPEN
         if not self._eager:
             return None
@@ -269,10 +365,13 @@ cdef class Scope:
         cdef Provider provider
         for entry in self._eager:
             provider = entry[0]
-            if entry[1] != self.name or provider._last_overriding is not None:
+            scope_name = entry[1]
+            if scope_name is not self.name and scope_name != self.name:
+                continue
+            if provider._last_overriding is not None:
                 continue
             try:
-                result = provider.init()
+                result = provider._provide(_EMPTY, {})
             except BaseException as error:
                 self._abort(error)
                 raise
@@ -309,7 +408,7 @@ cdef class Scope:
 
     cdef void _detach(self) except *:
         try:
-            _current_reset(self._token)
+            _reset_current(self._token)
         except ValueError:
             raise ScopeError(
                 f"{self!r} must be closed in the context that opened it: a child "
@@ -322,7 +421,7 @@ cdef class Scope:
             if self.state == STATE_NEW:
                 raise ScopeError(f"{self!r} is not open: call init() or enter it first.")
             raise ScopeError(f"{self!r} is already closed; a scope closes once.")
-        if _current_get() is not self:
+        if current_scope() is not self:
             raise ScopeError(
                 f"{self!r} is not the current scope here: close nested scopes "
                 "first, in the context that opened them."
@@ -351,13 +450,17 @@ cdef class Scope:
         return False
 
     cdef list _run_sync_finalizers(self, object exc):
-        cdef list errors = []
+        cdef list errors = None
+        if self.finalizers is None:
+            return None
         while self.finalizers:
             provider, kind, obj = self.finalizers.pop()
             try:
                 _finalize_sync(provider, kind, obj, exc)
             except BaseException as error:
                 if error is not exc:
+                    if errors is None:
+                        errors = []
                     errors.append((provider, error))
         return errors
 
@@ -376,20 +479,25 @@ cdef class Scope:
         self._after_close()
         _report(errors, exc)
 
-    cdef void _after_close(self):
+    cdef void _after_close(self) except *:
         self.state = STATE_CLOSED
-        instances = self.instances
-        self.instances = {}
-        closed = ScopeClosedError(f"{self!r} closed while an instance was being created.")
-        for entry in instances.values():
-            if type(entry) is Pending and not (<Pending>entry).done:
-                (<Pending>entry).fail(closed, False)
+        if self.async_pending:
+            closed = ScopeClosedError(f"{self!r} closed while an instance was being created.")
+            for entry in self.instances.values():
+                if type(entry) is Pending and not (<Pending>entry).done:
+                    (<Pending>entry).fail(closed, False)
+        # Drop the instances now: a task that outlives the scope may keep the
+        # token alive, and must not keep a request's session with it.
+        PyDict_Clear(self.instances)
+        notify_settled()
 
     # Resource bookkeeping, used by the providers ---------------------------
 
     cdef bint add_finalizer(self, object provider, int kind, object obj) except -1:
         if self.state != STATE_OPEN:
             return False
+        if self.finalizers is None:
+            self.finalizers = []
         self.finalizers.append((provider, kind, obj))
         if kind > 10:
             self.async_finalizers += 1
@@ -406,14 +514,14 @@ cdef class Scope:
         _finalize_sync(provider, kind, obj, error)
         return None
 
-    def __del__(self):
+    def __dealloc__(self):
         if self.state == STATE_OPEN and self.finalizers:
+            # svcs-style warning: resources held by a scope nobody closed.
             warn(
-                f"{self!r} was garbage-collected while open: "
-                f"{len(self.finalizers)} resource(s) were never finalised. "
-                "Close scopes with `with`, `async with` or shutdown().",
+                f"A scope was garbage-collected while open: {len(self.finalizers)} "
+                "resource(s) were never finalised. Close scopes with `with`, "
+                "`async with` or shutdown().",
                 ResourceWarning,
-                source=self,
             )
 
 
@@ -430,14 +538,19 @@ def describe(provider):
 
 
 cdef void _finalize_sync(object provider, int kind, object obj, object exc) except *:
+    cdef PyObject* extra
     if kind == FINALIZE_GENERATOR:
-        try:
-            if exc is None:
-                next(obj)
-            else:
+        if exc is None:
+            # PyIter_Next reports exhaustion without raising StopIteration.
+            extra = PyIter_Next(obj)
+            if extra is NULL:
+                return
+            Py_DECREF(<object>extra)
+        else:
+            try:
                 obj.throw(exc)
-        except StopIteration:
-            return
+            except StopIteration:
+                return
         obj.close()
         raise ScopeError(
             f"The generator of {_describe(provider)} yielded more than once; "
@@ -510,6 +623,7 @@ cdef void _report(list errors, object exc) except *:
             exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
 
 
+@cython.binding(True)
 def open_scope(container, name=None, *, values=None):
     """Return a new, unopened :class:`Scope` for ``container``.
 

@@ -11,7 +11,8 @@ cdef class ScopedFactory(Factory):
     cdef public object _name
 
     cpdef object _provide(self, tuple args, dict kwargs)
-    cdef object _build(self, Scope scope, tuple args, dict kwargs, bint* deferred)
+    cdef object _resolve(self, object current, tuple args, dict kwargs)
+    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)
 
 
 cdef class ScopedResource(BaseResource):
@@ -22,7 +23,8 @@ cdef class ScopedResource(BaseResource):
     cpdef object _provide(self, tuple args, dict kwargs)
     cdef void set_state(self, ResourceState state)
     cdef ResourceState get_state(self)
-    cdef object _build(self, Scope scope, tuple args, dict kwargs, bint* deferred)
+    cdef object _resolve(self, object current, tuple args, dict kwargs)
+    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)
     cdef object _enter_sync(self, Scope scope, object obj, bint* deferred)
 
 

@@ -13,9 +13,10 @@ import dependency_injector.providers as _upstream
 from dependency_injector import resources as _resources
 from dependency_injector.providers import _resolve_string_import
 
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_SetItem
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from cpython.tuple cimport PyTuple_New, PyTuple_SetItem
 
 from dependency_injector.providers cimport (
     BaseResource,
@@ -42,7 +43,11 @@ from ._scope cimport (
     STATE_OPEN,
     Pending,
     Scope,
+    async_marker,
+    block_while_creating,
+    creating_marker,
     current_scope,
+    notify_settled,
     is_awaitable,
     ready,
 )
@@ -54,6 +59,11 @@ if sys.version_info >= (3, 11):
     from inspect import iscoroutinefunction
 else:  # pragma: no cover - Python 3.10
     from asyncio import iscoroutinefunction
+
+cdef extern from *:
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+    object PyObject_Call(object callable, object args, PyObject* kwargs)
+    PyObject* PyIter_Next(object iterator) except? NULL
 
 # Upstream's async-mode constant; providers whose async mode the user
 # enabled always return awaitables.
@@ -74,9 +84,8 @@ cdef enum:
 
 # Finding the scope ---------------------------------------------------------
 
-cdef inline Scope _scope_for(object provider, object name):
-    """Return the open scope ``provider`` binds to, or raise."""
-    cdef object current = current_scope()
+cdef inline Scope _scope_for(object provider, object name, object current):
+    """Return the open scope ``provider`` binds to, seen from ``current``, or raise."""
     cdef Scope scope
     if current is not None:
         scope = <Scope>current
@@ -123,6 +132,32 @@ cdef void _raise_no_scope(object provider, object name, object current) except *
 
 # Resolving injections ------------------------------------------------------
 
+cdef tuple _NO_ARGS = ()
+cdef dict _NO_KWARGS = {}  # never mutated: _invoke builds its own dict
+
+
+cdef inline object _inject(Injection injection, object current):
+    """The value of one injection.
+
+    A dependency that is itself a scoped provider of this module, not
+    overridden, is resolved through its C-level ``_provide``: the same result
+    as calling it, without building call arguments.
+    """
+    cdef object dependency
+    if injection._call:
+        dependency = injection._value
+        if (
+            (type(dependency) is ScopedFactory or type(dependency) is ScopedResource)
+            and (<Provider>dependency)._last_overriding is None
+            and (<Provider>dependency)._async_mode != ASYNC_MODE_ENABLED
+        ):
+            # Same context, same innermost scope: no context-variable lookup.
+            if type(dependency) is ScopedFactory:
+                return (<ScopedFactory>dependency)._resolve(current, _NO_ARGS, _NO_KWARGS)
+            return (<ScopedResource>dependency)._resolve(current, _NO_ARGS, _NO_KWARGS)
+    return _get_value(injection)
+
+
 cdef object _invoke(
         object call,
         tuple args,
@@ -131,6 +166,7 @@ cdef object _invoke(
         dict kwargs,
         tuple inj_kwargs,
         int inj_kwargs_len,
+        object current,
         bint* deferred,
 ):
     """Call ``call`` with its injections, or return a coroutine that will.
@@ -139,8 +175,8 @@ cdef object _invoke(
     a single coroutine (no tasks, no gather, no callbacks); ``deferred`` is
     set when that coroutine is returned instead of the call's result.
     """
-    cdef int index
-    cdef list positional
+    cdef Py_ssize_t index
+    cdef Py_ssize_t extra
     cdef list awaited = None
     cdef object value
     cdef object name
@@ -148,25 +184,28 @@ cdef object _invoke(
     cdef dict prefixed
 
     if inj_args_len:
-        positional = []
+        extra = len(args)
+        positional = PyTuple_New(inj_args_len + extra)
         for index in range(inj_args_len):
-            value = _get_value(<Injection>inj_args[index])
+            value = _inject(<Injection>inj_args[index], current)
             if is_awaitable(value):
                 if awaited is None:
                     awaited = []
-                awaited += (positional, index, value)
-            positional.append(value)
-        positional.extend(args)
-        args = tuple(positional) if awaited is None else args
-    else:
-        positional = None
+                awaited += (None, index, value)
+            Py_INCREF(value)
+            PyTuple_SetItem(positional, index, value)
+        for index in range(extra):
+            value = args[index]
+            Py_INCREF(value)
+            PyTuple_SetItem(positional, inj_args_len + index, value)
+        args = <tuple>positional
 
     if inj_kwargs_len:
         if not kwargs:
             kwargs = {}
             for index in range(inj_kwargs_len):
                 injection = <NamedInjection>inj_kwargs[index]
-                value = _get_value(injection)
+                value = _inject(injection, current)
                 name = _get_name(injection)
                 kwargs[name] = value
                 if is_awaitable(value):
@@ -183,7 +222,7 @@ cdef object _invoke(
                 if name in prefixed:
                     value = _get_value_kwargs(injection, prefixed[name])
                 else:
-                    value = _get_value(injection)
+                    value = _inject(injection, current)
                 kwargs[name] = value
                 if is_awaitable(value):
                     if awaited is None:
@@ -191,12 +230,18 @@ cdef object _invoke(
                     awaited += (kwargs, name, value)
 
     if awaited is None:
-        return call(*args, **kwargs)
+        if kwargs:
+            return PyObject_Call(call, args, <PyObject*>kwargs)
+        return PyObject_Call(call, args, NULL)
     deferred[0] = True
-    return _invoke_async(call, positional if positional is not None else args, kwargs, awaited)
+    positional_list = list(args)
+    for index in range(0, len(awaited), 3):
+        if awaited[index] is None:
+            awaited[index] = positional_list
+    return _invoke_async(call, positional_list, kwargs, awaited)
 
 
-async def _invoke_async(call, args, dict kwargs, list awaited):
+async def _invoke_async(call, list args, dict kwargs, list awaited):
     cdef Py_ssize_t index
     for index in range(0, len(awaited), 3):
         try:
@@ -215,21 +260,20 @@ async def _invoke_async(call, args, dict kwargs, list awaited):
 
 # Creating instances once per scope ----------------------------------------
 
-cdef object _create(Provider provider, Scope scope, object entry, tuple args, dict kwargs):
+cdef object _create(Provider provider, Scope scope, object current, object entry, tuple args, dict kwargs):
     """First resolution of ``provider`` in ``scope``: build it exactly once."""
     cdef Pending marker
     cdef bint deferred = False
     if entry is not None:
         return _wait(provider, scope, <Pending>entry, args, kwargs)
 
-    marker = Pending.__new__(Pending)
-    marker.owner = PyThread_get_thread_ident()
+    marker = creating_marker()
     PyDict_SetItem(scope.instances, provider, marker)
     try:
         if isinstance(provider, ScopedFactory):
-            result = (<ScopedFactory>provider)._build(scope, args, kwargs, &deferred)
+            result = (<ScopedFactory>provider)._build(scope, current, args, kwargs, &deferred)
         else:
-            result = (<ScopedResource>provider)._build(scope, args, kwargs, &deferred)
+            result = (<ScopedResource>provider)._build(scope, current, args, kwargs, &deferred)
     except BaseException as error:
         _abandon(scope, provider, marker, error)
         raise
@@ -243,7 +287,10 @@ cdef object _create(Provider provider, Scope scope, object entry, tuple args, di
             )
             _abandon(scope, provider, marker, error)
             raise error
-        marker.is_async = True
+        # Coroutines of this event loop share an asynchronous creation.
+        marker = async_marker()
+        PyDict_SetItem(scope.instances, provider, marker)
+        scope.async_pending += 1
         return _finish_async(provider, scope, marker, result)
     _settle(scope, provider, marker, result)
     return result
@@ -252,23 +299,31 @@ cdef object _create(Provider provider, Scope scope, object entry, tuple args, di
 cdef void _settle(Scope scope, object provider, Pending marker, object value) except *:
     if scope.state != STATE_OPEN:
         error = ScopeClosedError(f"{describe(provider)} was created after {scope!r} closed.")
-        marker.fail(error, False)
+        if marker.is_async:
+            marker.fail(error, False)
         raise error
     PyDict_SetItem(scope.instances, provider, value)
-    marker.settle(value)
+    if marker.is_async:
+        marker.settle(value)
+    notify_settled()
 
 
-cdef void _abandon(Scope scope, object provider, Pending marker, object error):
-    cdef PyObject* entry = PyDict_GetItem(scope.instances, provider)
+cdef void _abandon(Scope scope, object provider, Pending marker, object error) except *:
+    cdef PyObject* entry = PyDict_GetItemWithError(scope.instances, provider)
     if entry is not NULL and <object>entry is marker:
         del scope.instances[provider]
-    # A cancelled creator leaves the work to whoever waits; other errors are shared.
-    marker.fail(error, isinstance(error, _CancelledError))
+    if marker.is_async:
+        # A cancelled creator leaves the work to whoever waits; other errors are shared.
+        marker.fail(error, isinstance(error, _CancelledError))
+    notify_settled()
 
 
 async def _finish_async(provider, Scope scope, Pending marker, coroutine):
     try:
-        value = await coroutine
+        try:
+            value = await coroutine
+        finally:
+            scope.async_pending -= 1
     except BaseException as error:
         _abandon(scope, provider, marker, error)
         raise
@@ -285,24 +340,20 @@ cdef object _wait(Provider provider, Scope scope, Pending marker, tuple args, di
             f"Circular dependency: {describe(provider)} was resolved again while "
             "it was being created."
         )
-    marker.wait_blocking()
-    return _outcome(provider, marker, args, kwargs)
+    block_while_creating(scope, provider, marker)
+    return provider(*args, **kwargs)
 
 
 async def _wait_async(Provider provider, Pending marker, tuple args, dict kwargs):
     await marker.wait_async()
-    result = _outcome(provider, marker, args, kwargs)
+    if marker.error is None:
+        return marker.value
+    if not marker.retry:
+        raise marker.error
+    result = provider(*args, **kwargs)
     if is_awaitable(result):
         result = await result
     return result
-
-
-cdef object _outcome(Provider provider, Pending marker, tuple args, dict kwargs):
-    if marker.error is None:
-        return marker.value
-    if marker.retry:
-        return provider(*args, **kwargs)
-    raise marker.error
 
 
 def _cancelled_error_type():
@@ -360,13 +411,16 @@ cdef class ScopedFactory(Factory):
         return self._scope_name
 
     cpdef object _provide(self, tuple args, dict kwargs):
-        cdef Scope scope = _scope_for(self, self._scope_name)
-        cdef PyObject* entry = PyDict_GetItem(scope.instances, self)
+        return self._resolve(current_scope(), args, kwargs)
+
+    cdef object _resolve(self, object current, tuple args, dict kwargs):
+        cdef Scope scope = _scope_for(self, self._scope_name, current)
+        cdef PyObject* entry = PyDict_GetItemWithError(scope.instances, self)
         if entry is not NULL and type(<object>entry) is not Pending:
             return <object>entry
-        return _create(self, scope, <object>entry if entry is not NULL else None, args, kwargs)
+        return _create(self, scope, current, <object>entry if entry is not NULL else None, args, kwargs)
 
-    cdef object _build(self, Scope scope, tuple args, dict kwargs, bint* deferred):
+    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred):
         cdef Callable instantiator = self._instantiator
         instance = _invoke(
             instantiator._provides,
@@ -376,6 +430,7 @@ cdef class ScopedFactory(Factory):
             kwargs,
             instantiator._kwargs,
             instantiator._kwargs_len,
+            current,
             deferred,
         )
         if not deferred[0] and is_awaitable(instance):
@@ -383,10 +438,10 @@ cdef class ScopedFactory(Factory):
         if self._attributes_len == 0:
             return instance
         if deferred[0]:
-            return _inject_attributes_async(self._attributes, instance)
-        attributes = _invoke(dict, (), (), 0, {}, self._attributes, self._attributes_len, deferred)
+            return _inject_attributes_async(self._attributes, instance, current)
+        attributes = _invoke(dict, (), (), 0, {}, self._attributes, self._attributes_len, current, deferred)
         if deferred[0]:
-            return _inject_attributes_async(None, _pair(instance, attributes))
+            return _inject_attributes_async(None, _pair(instance, attributes), current)
         for name, value in (<dict>attributes).items():
             setattr(instance, name, value)
         return instance
@@ -396,13 +451,13 @@ async def _pair(instance, attributes):
     return instance, await attributes
 
 
-async def _inject_attributes_async(tuple injections, awaitable):
+async def _inject_attributes_async(tuple injections, awaitable, current):
     cdef bint deferred = False
     if injections is None:
         instance, attributes = await awaitable
     else:
         instance = await awaitable
-        attributes = _invoke(dict, (), (), 0, {}, injections, len(injections), &deferred)
+        attributes = _invoke(dict, (), (), 0, {}, injections, len(injections), current, &deferred)
         if deferred:
             attributes = await attributes
     for name, value in attributes.items():
@@ -537,13 +592,16 @@ cdef class ScopedResource(BaseResource):
         return None
 
     cpdef object _provide(self, tuple args, dict kwargs):
-        cdef Scope scope = _scope_for(self, self._scope_name)
-        cdef PyObject* entry = PyDict_GetItem(scope.instances, self)
+        return self._resolve(current_scope(), args, kwargs)
+
+    cdef object _resolve(self, object current, tuple args, dict kwargs):
+        cdef Scope scope = _scope_for(self, self._scope_name, current)
+        cdef PyObject* entry = PyDict_GetItemWithError(scope.instances, self)
         if entry is not NULL and type(<object>entry) is not Pending:
             return <object>entry
-        return _create(self, scope, <object>entry if entry is not NULL else None, args, kwargs)
+        return _create(self, scope, current, <object>entry if entry is not NULL else None, args, kwargs)
 
-    cdef object _build(self, Scope scope, tuple args, dict kwargs, bint* deferred):
+    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred):
         if self._kind == KIND_UNSET:
             raise ScopeError(f"{describe(self)} has no initializer: call set_provides() first.")
         if self._kind > 10 and scope.mode == MODE_SYNC:
@@ -559,6 +617,7 @@ cdef class ScopedResource(BaseResource):
             kwargs,
             self._kwargs,
             self._kwargs_len,
+            current,
             deferred,
         )
         if deferred[0]:
@@ -569,13 +628,14 @@ cdef class ScopedResource(BaseResource):
         cdef int kind = self._kind
         cdef int finalizer
         if kind == KIND_GENERATOR:
-            try:
-                value = next(obj)
-            except StopIteration:
+            first = PyIter_Next(obj)
+            if first is NULL:
                 raise ScopeError(
                     f"The generator of {describe(self)} returned without yielding; "
                     "a resource generator yields exactly one value."
-                ) from None
+                )
+            value = <object>first
+            Py_DECREF(value)
             finalizer = FINALIZE_GENERATOR
         elif kind == KIND_RESOURCE or kind == KIND_RESOURCE_WITH_ERROR:
             value = obj.__enter__()
@@ -717,12 +777,12 @@ cdef class ScopedValue(Provider):
         return self._scope_name
 
     cpdef object _provide(self, tuple args, dict kwargs):
-        cdef Scope scope = _scope_for(self, self._scope_name)
+        cdef Scope scope = _scope_for(self, self._scope_name, current_scope())
         cdef Scope searched = scope
         cdef PyObject* value
         while searched is not None:
             if searched._values is not None:
-                value = PyDict_GetItem(searched._values, self._key)
+                value = PyDict_GetItemWithError(searched._values, self._key)
                 if value is not NULL:
                     return <object>value
             if self._scope_name is not None:
