@@ -4,10 +4,14 @@ Metadata lives in ``pyproject.toml``; this file only declares the Cython
 extensions.  Environment switches:
 
 ``DIS_LIMITED_API``
-    ``1`` (default) builds limited-API ``abi3`` extensions for CPython 3.10+,
-    like dependency-injector's own wheels.  ``0`` builds version-specific
-    extensions with ``CYTHON_USE_TYPE_SPECS=1``; both keep the reference count
-    of our heap types stable under upstream's ``tp_dealloc``.
+    ``0`` (default) builds version-specific extensions with
+    ``CYTHON_USE_TYPE_SPECS=1``.  ``1`` builds limited-API ``abi3`` extensions
+    for CPython 3.10+, like dependency-injector's own wheels; they work, but
+    the limited API has no ContextVar C API and no vectorcall before 3.12, and
+    scope entry and exit cost about twice as much (see benchmarks/).  Both
+    make our classes heap types, whose reference count stays stable under
+    upstream's limited-API ``tp_dealloc`` (a default static-type build
+    crashes).
 ``DIS_LINETRACE``
     ``1`` compiles with line tracing for coverage runs (slow).
 """
@@ -18,7 +22,7 @@ import sys
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-LIMITED_API = os.environ.get("DIS_LIMITED_API", "1") == "1" and sys.implementation.name == "cpython"
+LIMITED_API = os.environ.get("DIS_LIMITED_API", "0") == "1" and sys.implementation.name == "cpython"
 LINETRACE = os.environ.get("DIS_LINETRACE", "0") == "1"
 
 define_macros = []
