@@ -237,6 +237,48 @@ def test_singleton_inside_nested_container_is_rejected_from_parent_scope() -> No
     assert_chain(caught.value, "Singleton 'sub.cache'", "ScopedResource 'sub.session'")
 
 
+def test_singleton_in_nested_container_on_parent_scoped_via_dependency_is_rejected() -> None:
+    """A nested container's Singleton on a Dependency given the parent's ScopedResource is rejected."""
+
+    class Sub(containers.DeclarativeContainer):
+        session = providers.Dependency()
+        cache = providers.Singleton(Holder, session)
+
+    class Container(containers.DeclarativeContainer):
+        session = providers.ScopedResource(open_session)
+        sub = providers.Container(Sub, session=session)
+
+    with pytest.raises(errors.CaptiveDependencyError) as caught:
+        Container().scope()
+    assert "Singleton 'sub.cache'" in str(caught.value)
+    assert "ScopedResource 'session'" in str(caught.value)
+
+
+def test_singleton_with_attribute_injection_of_scoped_is_rejected() -> None:
+    """A Singleton whose attribute injection is a scoped provider is rejected."""
+
+    class Container(containers.DeclarativeContainer):
+        users = providers.ScopedFactory(Session)
+        cache = providers.Singleton(Holder, None)
+        cache.add_attributes(users=users)
+
+    with pytest.raises(errors.CaptiveDependencyError) as caught:
+        Container().scope()
+    assert_chain(caught.value, "Singleton 'cache'", "ScopedFactory 'users'")
+
+
+async def test_captive_error_in_async_with() -> None:
+    """`async with container.scope()` raises CaptiveDependencyError before anything runs."""
+
+    class Container(containers.DeclarativeContainer):
+        session = providers.ScopedResource(open_session)
+        cache = providers.ContextLocalSingleton(Holder, session)
+
+    with pytest.raises(errors.CaptiveDependencyError):
+        async with Container().scope():
+            pytest.fail("the scope must not open")
+
+
 def test_free_scope_on_upstream_container_rejects_captive() -> None:
     """scope() on a plain upstream container runs the same check."""
 

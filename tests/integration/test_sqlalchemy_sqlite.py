@@ -9,12 +9,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import ForeignKey, String, create_engine, func, select
+from sqlalchemy import ForeignKey, String, create_engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from dependency_injector_scoped import containers, providers
+from dependency_injector_scoped import containers, errors, providers
 
 
 class Base(DeclarativeBase):
@@ -254,6 +254,37 @@ def test_explicit_scope_shutdown_with_error_rolls_back(container: Container, dat
     assert count_rows(database) == 1
 
 
+def enforce_deferred_foreign_keys(engine) -> None:
+    """Enable SQLite foreign keys and add a table whose key is checked at COMMIT."""
+
+    @event.listens_for(engine, "connect")
+    def enable(dbapi_connection, _record) -> None:
+        dbapi_connection.execute("pragma foreign_keys = on")
+
+
+DEFERRED_TABLE = (
+    "create table if not exists membership (id integer primary key, "
+    "user_id integer not null references users(id) deferrable initially deferred)"
+)
+
+
+def test_commit_failure_at_exit_is_raised_as_finalizer_error(
+    container: Container, database: pathlib.Path
+) -> None:
+    """A COMMIT refused by the database at a clean exit surfaces as FinalizerError holding the IntegrityError."""
+    enforce_deferred_foreign_keys(container.engine())
+    with pytest.raises(errors.FinalizerError) as caught:
+        with container.scope():
+            session = container.session()
+            session.execute(text(DEFERRED_TABLE))
+            container.users().add("ann")
+            session.execute(text("insert into membership (user_id) values (999)"))
+    assert caught.value.subgroup(IntegrityError) is not None
+    assert session.events == ["commit", "rollback", "close"]
+    assert count_rows(database) == 0
+    assert container.engine().pool.checkedout() == 0
+
+
 # Async --------------------------------------------------------------------------
 
 
@@ -417,6 +448,23 @@ async def test_async_session_is_rolled_back_and_closed_after_failing_scope(
             await async_container.users().add("ann")
             raise RuntimeError("boom")
     assert session.events == ["rollback", "close"]
+    assert async_container.engine().pool.checkedout() == 0
+
+
+async def test_async_commit_failure_at_exit_is_raised_as_finalizer_error(
+    async_container: AsyncContainer, database: pathlib.Path
+) -> None:
+    """An async COMMIT refused at a clean exit surfaces as FinalizerError and nothing is committed."""
+    enforce_deferred_foreign_keys(async_container.engine().sync_engine)
+    with pytest.raises(errors.FinalizerError) as caught:
+        async with async_container.scope():
+            session = async_container.session()
+            await session.execute(text(DEFERRED_TABLE))
+            await async_container.users().add("ann")
+            await session.execute(text("insert into membership (user_id) values (999)"))
+    assert caught.value.subgroup(IntegrityError) is not None
+    assert session.events == ["commit", "rollback", "close"]
+    assert count_rows(database) == 0
     assert async_container.engine().pool.checkedout() == 0
 
 

@@ -401,6 +401,63 @@ def test_container_override_with_another_container() -> None:
     assert log.events == ["open test", "close test"]
 
 
+def test_override_with_scoped_resource_after_first_scope_is_initialised_on_entry() -> None:
+    """A ScopedResource overriding another after the container's first scope is still initialised on entry."""
+    log = Log()
+
+    class Container(containers.DeclarativeContainer):
+        session = providers.ScopedResource(log.session_resource("real"))
+        users = providers.ScopedFactory(Repository, session=session)
+
+    container = Container()
+    with container.scope():
+        pass
+    log.events.clear()
+    with container.session.override(providers.ScopedResource(log.session_resource("fake"))):
+        with container.scope():
+            assert log.events == ["open fake"]
+            assert container.users().session.label == "fake"
+    assert log.events == ["open fake", "close fake"]
+
+
+async def test_async_override_after_first_scope_resolves_synchronously() -> None:
+    """In `async with`, a ScopedFactory on an async ScopedResource overriding the real one after the first scope resolves without awaiting."""
+    log = Log()
+
+    class Container(containers.DeclarativeContainer):
+        session = providers.ScopedResource(log.async_session_resource("real"))
+        users = providers.ScopedFactory(Repository, session=session)
+
+    container = Container()
+    async with container.scope():
+        assert isinstance(container.users(), Repository)
+    with container.session.override(providers.ScopedResource(log.async_session_resource("fake"))):
+        async with container.scope():
+            users = container.users()
+            if inspect.isawaitable(users):
+                await users
+                pytest.fail("container.users() returned an awaitable inside `async with`")
+            assert users.session.label == "fake"
+
+
+async def test_async_override_before_first_scope_resolves_synchronously() -> None:
+    """In `async with`, an async ScopedResource override made before the first scope is initialised on entry."""
+    log = Log()
+
+    class Container(containers.DeclarativeContainer):
+        session = providers.ScopedResource(log.async_session_resource("real"))
+        users = providers.ScopedFactory(Repository, session=session)
+
+    container = Container()
+    with container.session.override(providers.ScopedResource(log.async_session_resource("fake"))):
+        async with container.scope():
+            assert log.events == ["open fake"]
+            users = container.users()
+            assert isinstance(users, Repository)
+            assert users.session.label == "fake"
+    assert log.events == ["open fake", "close fake"]
+
+
 # Copying --------------------------------------------------------------------
 
 

@@ -57,10 +57,16 @@ async def open_async_session(connection: object):
         EVENTS.append("close session")
 
 
+class Audit(containers.DeclarativeContainer):
+    session = providers.Dependency(instance_of=Session)
+    log = providers.ScopedFactory(Repository, session=session)
+
+
 class Container(containers.DeclarativeContainer):
     connection = providers.Resource(open_connection)
     session = providers.ScopedResource(open_session, connection)
     users = providers.ScopedFactory(Repository, session=session)
+    audit = providers.Container(Audit, session=session)
 
 
 class AsyncContainer(containers.DeclarativeContainer):
@@ -98,6 +104,16 @@ def get_users_provider(users=Provider[Container.users]):
 @inject
 def get_users_closing(users: Repository = Closing[Provide[Container.users]]) -> Repository:
     return users
+
+
+@inject
+def get_session_closing(session: Session = Closing[Provide[Container.session]]) -> Session:
+    return session
+
+
+@inject
+def get_audit_log(log: Repository = Provide[Container.audit.log]) -> Repository:
+    return log
 
 
 @inject
@@ -229,6 +245,26 @@ def test_closing_twice_in_one_scope_keeps_one_session(container: Container) -> N
         assert first is second
     assert EVENTS.count("open session") == 1
     assert EVENTS.count("close session") == 1
+
+
+def test_closing_on_the_scoped_resource_itself(container: Container) -> None:
+    """Closing[Provide[session]] on the ScopedResource leaves it to the scope."""
+    with container.scope():
+        session = get_session_closing()
+        assert not session.closed
+        assert container.session() is session
+    assert session.closed
+    assert EVENTS.count("close session") == 1
+
+
+def test_inject_from_nested_container(container: Container) -> None:
+    """Provide[Container.audit.log] injects the nested container's scoped instance of this scope."""
+    with container.scope():
+        log = get_audit_log()
+        assert log is container.audit.log()
+        assert log.session is container.session()
+    with container.scope():
+        assert get_audit_log() is not log
 
 
 # Async functions ------------------------------------------------------------
