@@ -224,6 +224,32 @@ def test_dynamic_container_set_providers() -> None:
         assert container.users().session is container.session()
 
 
+def test_dynamic_container_deleted_resource_is_no_longer_initialised() -> None:
+    """Deleting a ScopedResource from a DynamicContainer after a scope stops its eager initialisation."""
+    log = Log()
+    container = containers.DynamicContainer()
+    container.session = providers.ScopedResource(log.session_resource())
+    with container.scope():
+        pass
+    del container.session
+    with container.scope():
+        pass
+    assert log.events == ["open session", "close session"]
+
+
+def test_dynamic_container_added_resource_is_initialised() -> None:
+    """A ScopedResource assigned to a DynamicContainer after a scope is initialised on the next entry."""
+    log = Log()
+    container = containers.DynamicContainer()
+    container.users = providers.ScopedFactory(Session)
+    with container.scope():
+        pass
+    container.session = providers.ScopedResource(log.session_resource())
+    with container.scope():
+        assert log.events == ["open session"]
+    assert log.events == ["open session", "close session"]
+
+
 def test_free_scope_on_upstream_dynamic_container() -> None:
     """scope() works on a plain dependency_injector DynamicContainer."""
     log = Log()

@@ -69,10 +69,22 @@ class Container(containers.DeclarativeContainer):
     audit = providers.Container(Audit, session=session)
 
 
+class Report:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+
+async def build_report(session: Session) -> Report:
+    EVENTS.append("build report")
+    await asyncio.sleep(0.01)
+    return Report(session)
+
+
 class AsyncContainer(containers.DeclarativeContainer):
     connection = providers.Resource(open_async_connection)
     session = providers.ScopedResource(open_async_session, connection)
     users = providers.ScopedFactory(Repository, session=session)
+    report = providers.ScopedFactory(build_report, session=session)
 
 
 # Functions wired by the fixtures ---------------------------------------------
@@ -126,6 +138,11 @@ async def get_users_async(users: Repository = Provide[AsyncContainer.users]) -> 
 async def get_users_by_name_async(users: Repository = Provide["users"]) -> Repository:
     await asyncio.sleep(0)
     return users
+
+
+@inject
+async def get_report(report: Report = Provide[AsyncContainer.report]) -> Report:
+    return report
 
 
 @inject
@@ -327,6 +344,16 @@ async def test_async_closing_shuts_down_the_upstream_resource(async_container: A
         await get_users_closing_async()
         assert EVENTS == ["open connection", "open session", "close connection"]
     assert EVENTS[-1] == "close session"
+
+
+async def test_async_inject_of_coroutine_factory_creates_once(async_container: AsyncContainer) -> None:
+    """Gathered @inject calls of a ScopedFactory built by a coroutine await one shared creation."""
+    async with async_container.scope():
+        reports = await asyncio.wait_for(asyncio.gather(*(get_report() for _ in range(10))), 5)
+        assert all(report is reports[0] for report in reports)
+        assert reports[0].session is async_container.session()
+        assert async_container.report() is reports[0]
+    assert EVENTS.count("build report") == 1
 
 
 def test_sync_function_in_async_scope(async_container: AsyncContainer) -> None:
