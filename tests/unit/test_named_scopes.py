@@ -1,0 +1,117 @@
+"""Named scopes: providers declared with scope="name" bind to the nearest open scope of that name."""
+
+from __future__ import annotations
+
+from dependency_injector_scoped import containers, providers, scope
+
+
+class Thing:
+    def __init__(self, *parts: object) -> None:
+        self.parts = parts
+
+
+def recording(events: list[str], label: str):
+    def initializer():
+        events.append(f"open {label}")
+        yield Thing(label)
+        events.append(f"close {label}")
+
+    return initializer
+
+
+def make_container(events: list[str]):
+    class Local(containers.DeclarativeContainer):
+        pool = providers.ScopedResource(recording(events, "pool"), scope="app")
+        session = providers.ScopedResource(recording(events, "session"))
+        app_service = providers.ScopedFactory(Thing, pool, scope="app")
+        request_service = providers.ScopedFactory(Thing, pool, session)
+
+    return Local()
+
+
+def test_app_bound_resource_is_shared_by_two_inner_scopes():
+    """A resource bound to 'app' is the same in two inner unnamed scopes; unnamed ones differ."""
+    events: list[str] = []
+    c = make_container(events)
+    with c.scope("app") as app:
+        with c.scope():
+            first_pool, first_session = c.pool(), c.session()
+        with c.scope():
+            second_pool, second_session = c.pool(), c.session()
+        assert c.pool in app
+    assert first_pool is second_pool
+    assert first_session is not second_session
+
+
+def test_app_bound_resource_is_finalised_with_the_app_scope():
+    """The app-bound resource is finalised when the app scope exits, not the inner ones."""
+    events: list[str] = []
+    c = make_container(events)
+    with c.scope("app"):
+        assert events == ["open pool"]
+        with c.scope():
+            assert events == ["open pool", "open session"]
+        assert events == ["open pool", "open session", "close session"]
+    assert events == ["open pool", "open session", "close session", "close pool"]
+
+
+def test_app_bound_scoped_factory_lives_in_the_app_scope():
+    """A ScopedFactory bound to 'app' resolved in inner scopes is created once, in the app scope."""
+    events: list[str] = []
+    c = make_container(events)
+    with c.scope("app") as app:
+        with c.scope() as inner:
+            first = c.app_service()
+            assert c.app_service in app
+            assert c.app_service not in inner
+        with c.scope():
+            assert c.app_service() is first
+        assert c.app_service() is first
+
+
+def test_unnamed_dependant_combines_app_and_request_instances():
+    """An unnamed ScopedFactory gets the app scope's pool and its own scope's session."""
+    events: list[str] = []
+    c = make_container(events)
+    with c.scope("app"):
+        with c.scope():
+            first = c.request_service()
+        with c.scope():
+            second = c.request_service()
+    assert first is not second
+    assert first.parts[0] is second.parts[0]
+    assert first.parts[1] is not second.parts[1]
+
+
+def test_unnamed_provider_binds_to_a_named_scope_when_it_is_innermost():
+    """With only the app scope open, an unnamed provider binds to it and is finalised with it."""
+    events: list[str] = []
+    c = make_container(events)
+    with c.scope("app") as app:
+        session = c.session()
+        assert c.session in app
+        assert c.session() is session
+    assert events == ["open pool", "open session", "close session", "close pool"]
+
+
+def test_provider_binds_to_the_nearest_scope_of_its_name():
+    """With two nested 'app' scopes, an app-bound provider binds to the inner one."""
+    events: list[str] = []
+    c = make_container(events)
+    with c.scope("app") as outer:
+        outer_pool = c.pool()
+        with c.scope("app") as inner:
+            assert c.pool() is not outer_pool
+            assert c.pool in inner
+        assert c.pool() is outer_pool
+
+
+def test_named_scope_via_the_free_function():
+    """scope(container, name='app') is a named scope like container.scope('app')."""
+    events: list[str] = []
+    c = make_container(events)
+    with scope(c, name="app"):
+        with scope(c):
+            pool = c.pool()
+        with scope(c):
+            assert c.pool() is pool
