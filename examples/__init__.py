@@ -1,0 +1,1 @@
+"""Runnable example applications; ``python -m examples.app`` serves the notes service."""
