@@ -394,3 +394,36 @@ async def test_failing_half_commits_only_the_successful_half(
 
     async with container.scope():
         assert await container.repository().count() == 100
+
+
+# Cancellation ------------------------------------------------------------------
+
+
+async def test_cancelled_scopes_roll_back_and_return_connections(
+    container: Container, engine: AsyncEngine, postgres_url: str, table: str
+) -> None:
+    """Scopes cancelled during a query (a request timeout) roll back and give their connections back."""
+    started = 0
+    all_started = asyncio.Event()
+
+    async def request(index: int) -> None:
+        nonlocal started
+        async with container.scope():
+            await container.repository().insert(f"request-{index}")
+            started += 1
+            if started == 5:
+                all_started.set()
+            await container.session().execute(text("select pg_sleep(30)"))
+
+    tasks = [asyncio.create_task(request(index)) for index in range(5)]
+    await asyncio.wait_for(all_started.wait(), TIMEOUT)
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), TIMEOUT)
+    assert all(isinstance(result, asyncio.CancelledError) for result in results), results
+    assert engine.pool.checkedout() == 0
+    assert await committed_names(postgres_url, table) == []
+
+    async with container.scope():
+        await container.repository().insert("after")
+    assert await committed_names(postgres_url, table) == ["after"]

@@ -356,12 +356,7 @@ async def test_async_inject_of_coroutine_factory_creates_once(async_container: A
     assert EVENTS.count("build report") == 1
 
 
-def test_sync_function_in_async_scope(async_container: AsyncContainer) -> None:
+async def test_sync_function_in_async_scope(async_container: AsyncContainer) -> None:
     """A sync @inject function called inside `async with` gets the scope's instance."""
-
-    async def run() -> None:
-        async with async_container.scope():
-            assert get_users_by_name() is async_container.users()
-
-    # This sync test drives its own loop: the scope lives entirely inside it.
-    asyncio.run(run())
+    async with async_container.scope():
+        assert get_users_by_name() is async_container.users()
