@@ -279,6 +279,36 @@ async def test_captive_error_in_async_with() -> None:
             pytest.fail("the scope must not open")
 
 
+def test_singleton_on_factory_overridden_by_scoped_is_rejected() -> None:
+    """A Singleton on a Factory that a ScopedFactory overrides is rejected: the override is what runs."""
+
+    class Container(containers.DeclarativeContainer):
+        users = providers.ScopedFactory(Session)
+        wrapper = providers.Factory(Holder, None)
+        cache = providers.Singleton(Holder, wrapper)
+
+    container = Container()
+    container.wrapper.override(container.users)
+    with pytest.raises(errors.CaptiveDependencyError) as caught:
+        container.scope()
+    assert "Singleton 'cache'" in str(caught.value)
+    assert "ScopedFactory 'users'" in str(caught.value)
+
+
+def test_singleton_holding_the_container_is_allowed() -> None:
+    """A Singleton injected with the container itself (providers.Self) is not captive."""
+
+    class Container(containers.DeclarativeContainer):
+        __self__ = providers.Self()
+        session = providers.ScopedResource(open_session)
+        service = providers.Singleton(Holder, __self__)
+
+    container = Container()
+    with container.scope():
+        assert container.service().dependency is container
+        assert container.service().dependency.session() is container.session()
+
+
 def test_free_scope_on_upstream_container_rejects_captive() -> None:
     """scope() on a plain upstream container runs the same check."""
 

@@ -356,6 +356,25 @@ def test_overridden_async_scoped_resource_allows_a_sync_scope() -> None:
             assert container.session() is fake
 
 
+def test_overridden_nested_scoped_resource_never_calls_its_initialiser() -> None:
+    """Overriding a nested container's ScopedResource skips its eager initialisation in the parent's scope."""
+    log = Log()
+
+    class Sub(containers.DeclarativeContainer):
+        session = providers.ScopedResource(log.session_resource("sub"))
+        users = providers.ScopedFactory(Repository, session=session)
+
+    class Container(containers.DeclarativeContainer):
+        sub = providers.Container(Sub)
+
+    container = Container()
+    fake = Session("fake")
+    with container.sub.session.override(providers.Object(fake)):
+        with container.scope():
+            assert container.sub.users().session is fake
+    assert log.events == []
+
+
 def test_override_providers_context_and_reset() -> None:
     """override_providers() swaps a scoped provider; leaving it restores the real one."""
     log = Log()
