@@ -417,3 +417,41 @@ def test_failed_creation_leaves_no_instance_and_is_retried():
         created = c.service()
         assert c.service() is created
     assert len(calls) == 2
+
+
+async def test_async_provider_resolving_itself_raises_circular_scope_error():
+    """An async creation that awaits its own provider raises ScopeError naming the cycle instead of hanging."""
+
+    async def connect():
+        return await c.looped.async_()
+
+    class Local(containers.DeclarativeContainer):
+        connection = providers.Coroutine(connect)
+        looped = providers.ScopedFactory(Thing, connection)
+
+    c = Local()
+    async with c.scope():
+        with pytest.raises(errors.ScopeError, match="Circular"):
+            await asyncio.wait_for(c.looped.async_(), 2)
+
+
+async def test_instance_is_not_in_the_scope_while_being_created():
+    """`provider in scope` is False while an async creation is still pending, True once it is done."""
+    release = asyncio.Event()
+
+    async def connect():
+        await release.wait()
+        return "connection"
+
+    class Local(containers.DeclarativeContainer):
+        connection = providers.Coroutine(connect)
+        service = providers.ScopedFactory(Thing, connection)
+
+    c = Local()
+    async with c.scope() as s:
+        creator = asyncio.create_task(c.service.async_())
+        await asyncio.sleep(0)
+        assert c.service not in s
+        release.set()
+        await asyncio.wait_for(creator, TIMEOUT)
+        assert c.service in s

@@ -263,6 +263,27 @@ def test_scoped_factory_with_an_async_dependency_in_a_sync_scope_asks_for_async_
     assert calls == []
 
 
+def test_resource_with_an_async_dependency_in_a_sync_scope_asks_for_async_with():
+    """A sync ScopedResource whose dependency must be awaited raises ScopeError in a sync scope, without leaking a coroutine."""
+    calls: list[str] = []
+
+    async def connect():
+        calls.append("connect")
+        return "connection"
+
+    def open_session(connection):
+        calls.append("session")
+        yield connection
+
+    session = providers.ScopedResource(open_session, providers.Coroutine(connect))
+    with scope(containers.DynamicContainer()) as s:
+        with pytest.raises(errors.ScopeError, match="async with"):
+            session()
+        assert session not in s
+    gc.collect()
+    assert calls == []
+
+
 def test_callable_returning_a_coroutine_in_a_sync_scope_asks_for_async_with():
     """A plain callable returning a coroutine raises ScopeError in a sync scope and the coroutine is closed."""
 
@@ -631,3 +652,69 @@ def test_singleton_depending_on_a_scoped_provider_is_rejected_at_the_first_scope
     with pytest.raises(errors.CaptiveDependencyError) as caught:
         c.scope()
     assert "'cache'" in str(caught.value) and "'users'" in str(caught.value)
+
+
+# Creations that finish after their scope closed ------------------------------------
+
+
+async def test_async_resource_finishing_after_close_is_finalised_at_once():
+    """An async resource whose initialisation ends after its scope closed is finalised with ScopeClosedError."""
+    events: list[str] = []
+    go = asyncio.Event()
+
+    async def open_slowly():
+        events.append("open")
+        await go.wait()
+        try:
+            yield "connection"
+        except BaseException as exc:
+            events.append(f"finalised with {type(exc).__name__}")
+            raise
+
+    connection = providers.ScopedResource(open_slowly)
+    async with scope(containers.DynamicContainer()):
+        creator = asyncio.create_task(connection.async_())
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(connection.async_())
+        await asyncio.sleep(0)
+    go.set()
+    with pytest.raises(errors.ScopeClosedError):
+        await asyncio.wait_for(creator, 5)
+    with pytest.raises(errors.ScopeClosedError):
+        await asyncio.wait_for(waiter, 5)
+    assert events == ["open", "finalised with ScopeClosedError"]
+
+
+def test_thread_resource_finishing_after_close_is_finalised_at_once():
+    """A resource a worker thread finishes creating after the scope closed is finalised with ScopeClosedError."""
+    events: list[str] = []
+    started, go = threading.Event(), threading.Event()
+
+    def open_slowly():
+        events.append("open")
+        started.set()
+        go.wait(5)
+        try:
+            yield "connection"
+        except BaseException as exc:
+            events.append(f"finalised with {type(exc).__name__}")
+            raise
+
+    connection = providers.ScopedResource(open_slowly)
+    outcome: list[BaseException] = []
+
+    def run(context):
+        try:
+            context.run(connection)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    with scope(containers.DynamicContainer()):
+        thread = threading.Thread(target=run, args=(contextvars.copy_context(),))
+        thread.start()
+        assert started.wait(5)
+    go.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert [type(error) for error in outcome] == [errors.ScopeClosedError]
+    assert events == ["open", "finalised with ScopeClosedError"]

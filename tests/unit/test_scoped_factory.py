@@ -233,3 +233,16 @@ def test_overridden_scoped_factory_calls_the_override():
     replacement = Repo(Session())
     with c.scoped_repo.override(providers.Object(replacement)), c.scope():
         assert c.scoped_repo() is replacement
+
+
+def test_injection_named_scope_can_be_set_with_add_kwargs():
+    """An injection literally named `scope` is given with add_kwargs and reaches the callable."""
+
+    def build(scope):
+        return {"scope": scope}
+
+    item = providers.ScopedFactory(build)
+    item.add_kwargs(scope="request")
+    assert item.scope_name is None
+    with scope(containers.DynamicContainer()):
+        assert item() == {"scope": "request"}

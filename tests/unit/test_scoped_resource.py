@@ -422,3 +422,73 @@ async def test_plain_callable_returning_an_async_context_manager_is_entered_and_
         assert await resource() == "entered"
         assert resource() == "entered"
     assert events == ["enter", "exit"]
+
+
+async def test_explicit_init_and_shutdown_agree_when_the_async_resource_is_overridden():
+    """With its only async resource overridden, init() and shutdown() both return None or both awaitables."""
+
+    async def open_connection():
+        yield "connection"
+
+    class Local(containers.DeclarativeContainer):
+        connection = providers.ScopedResource(open_connection)
+
+    c = Local()
+    with c.connection.override(providers.Object("fake")):
+        s = c.scope()
+        opening = s.init()
+        if opening is not None:
+            await opening
+        assert c.connection() == "fake"
+        closing = s.shutdown()
+        assert (opening is None) == (closing is None)
+        if closing is not None:
+            await closing
+        assert s.closed
+
+
+def test_provider_added_to_a_dynamic_container_is_initialised_by_the_next_scope():
+    """A ScopedResource assigned after the container's first scope is eagerly initialised and named."""
+    events: list[str] = []
+
+    def open_extra():
+        events.append("open")
+        yield "extra"
+
+    c = containers.DynamicContainer()
+    with scope(c):
+        pass
+    c.extra = providers.ScopedResource(open_extra)
+    with scope(c):
+        assert events == ["open"]
+    del c.extra
+    with scope(c):
+        pass
+    assert events == ["open"]
+
+
+def test_scope_name_property_is_exposed():
+    """ScopedResource and ScopedFactory expose the scope name they bind to."""
+    assert providers.ScopedResource(list, scope="app").scope_name == "app"
+    assert providers.ScopedResource(list).scope_name is None
+    assert providers.ScopedFactory(list, scope="job").scope_name == "job"
+
+
+def test_is_async_tells_known_async_initializers():
+    """is_async is True for async generator, coroutine and AsyncResource initializers only."""
+
+    async def agen():
+        yield 1
+
+    async def coro():
+        return 1
+
+    class AsyncRes(resources.AsyncResource):
+        async def init(self):
+            return 1
+
+    def gen():
+        yield 1
+
+    assert all(providers.ScopedResource(kind).is_async for kind in (agen, coro, AsyncRes))
+    assert not any(providers.ScopedResource(kind).is_async for kind in (gen, list))
