@@ -94,9 +94,8 @@ def test_captive_error_is_raised_before_the_scope_opens() -> None:
         cache = providers.Singleton(Holder, session)
 
     container = Container()
-    with pytest.raises(errors.CaptiveDependencyError):
-        with container.scope():
-            pytest.fail("the scope must not open")
+    with pytest.raises(errors.CaptiveDependencyError), container.scope():
+        pytest.fail("the scope must not open")
     assert created == []
     from dependency_injector_scoped import get_current_scope
 
@@ -140,7 +139,9 @@ def test_chain_through_callable_is_named() -> None:
 
     with pytest.raises(errors.CaptiveDependencyError) as caught:
         Container().scope()
-    assert_chain(caught.value, "Singleton 'cache'", "Callable 'wrapped'", "ScopedResource 'session'")
+    assert_chain(
+        caught.value, "Singleton 'cache'", "Callable 'wrapped'", "ScopedResource 'session'"
+    )
 
 
 def test_chain_through_list_is_named() -> None:
@@ -153,7 +154,9 @@ def test_chain_through_list_is_named() -> None:
 
     with pytest.raises(errors.CaptiveDependencyError) as caught:
         Container().scope()
-    assert_chain(caught.value, "ThreadSafeSingleton 'cache'", "List 'bundle'", "ScopedFactory 'users'")
+    assert_chain(
+        caught.value, "ThreadSafeSingleton 'cache'", "List 'bundle'", "ScopedFactory 'users'"
+    )
 
 
 def test_chain_through_dict_is_named() -> None:
@@ -238,7 +241,7 @@ def test_singleton_inside_nested_container_is_rejected_from_parent_scope() -> No
 
 
 def test_singleton_in_nested_container_on_parent_scoped_via_dependency_is_rejected() -> None:
-    """A nested container's Singleton on a Dependency given the parent's ScopedResource is rejected."""
+    """A nested Singleton on a Dependency given the parent's ScopedResource is rejected."""
 
     class Sub(containers.DeclarativeContainer):
         session = providers.Dependency()
@@ -280,7 +283,7 @@ async def test_captive_error_in_async_with() -> None:
 
 
 def test_singleton_on_factory_overridden_by_scoped_is_rejected() -> None:
-    """A Singleton on a Factory that a ScopedFactory overrides is rejected: the override is what runs."""
+    """A Singleton on a Factory overridden by a ScopedFactory is rejected."""
 
     class Container(containers.DeclarativeContainer):
         users = providers.ScopedFactory(Session)
@@ -385,9 +388,8 @@ def test_overridden_captive_singleton_is_allowed() -> None:
 
     container = Container()
     fake = Holder(None)
-    with container.cache.override(providers.Object(fake)):
-        with container.scope():
-            assert container.cache() is fake
+    with container.cache.override(providers.Object(fake)), container.scope():
+        assert container.cache() is fake
 
 
 def test_singleton_overridden_by_captive_singleton_is_rejected() -> None:

@@ -51,7 +51,9 @@ def table(postgres_url: str) -> Iterator[str]:
 
 async def committed_names(postgres_url: str, table: str) -> list[str]:
     """Names committed in `table`, read through a separate connection."""
-    connection = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True, connect_timeout=5)
+    connection = await psycopg.AsyncConnection.connect(
+        postgres_url, autocommit=True, connect_timeout=5
+    )
     async with connection:
         cursor = await connection.execute(f"select name from {table} order by name")
         return [row[0] for row in await cursor.fetchall()]
@@ -73,7 +75,9 @@ class Repository:
         self.table = table
 
     async def insert(self, name: str) -> None:
-        await self.session.execute(text(f"insert into {self.table} (name) values (:name)"), {"name": name})
+        await self.session.execute(
+            text(f"insert into {self.table} (name) values (:name)"), {"name": name}
+        )
 
     async def count(self) -> int:
         return await self.session.scalar(text(f"select count(*) from {self.table}"))
@@ -81,12 +85,14 @@ class Repository:
     async def lock(self, name: str, *, nowait: bool = False) -> int:
         suffix = " nowait" if nowait else ""
         return await self.session.scalar(
-            text(f"select counter from {self.table} where name = :name for update{suffix}"), {"name": name}
+            text(f"select counter from {self.table} where name = :name for update{suffix}"),
+            {"name": name},
         )
 
     async def increment(self, name: str) -> None:
         await self.session.execute(
-            text(f"update {self.table} set counter = counter + 1 where name = :name"), {"name": name}
+            text(f"update {self.table} set counter = counter + 1 where name = :name"),
+            {"name": name},
         )
 
 
@@ -117,11 +123,22 @@ def container(engine: AsyncEngine, table: str) -> Container:
     return Container(engine=providers.Object(engine), table=providers.Object(table))
 
 
+async def insert_in_scope(
+    container: Container, *names: str, error: BaseException | None = None
+) -> None:
+    """One request: insert `names` in a scope, then raise `error` when given."""
+    async with container.scope():
+        for name in names:
+            await container.repository().insert(name)
+        if error is not None:
+            raise error
+
+
 # (1) Commit and rollback -------------------------------------------------------
 
 
 async def test_scope_commits_on_exit(container: Container, postgres_url: str, table: str) -> None:
-    """A row inserted in a scope is invisible to other connections before exit and committed after."""
+    """A row inserted in a scope is invisible elsewhere before exit and committed after."""
     async with container.scope():
         await container.repository().insert("ann")
         assert await container.repository().count() == 1
@@ -129,13 +146,13 @@ async def test_scope_commits_on_exit(container: Container, postgres_url: str, ta
     assert await committed_names(postgres_url, table) == ["ann"]
 
 
-async def test_failing_scope_rolls_back(container: Container, postgres_url: str, table: str) -> None:
+async def test_failing_scope_rolls_back(
+    container: Container, postgres_url: str, table: str
+) -> None:
     """An exception in the scope rolls back its insert and propagates unchanged."""
     error = RequestFailed("boom")
     with pytest.raises(RequestFailed) as caught:
-        async with container.scope():
-            await container.repository().insert("ann")
-            raise error
+        await insert_in_scope(container, "ann", error=error)
     assert caught.value is error
     assert await committed_names(postgres_url, table) == []
 
@@ -143,17 +160,13 @@ async def test_failing_scope_rolls_back(container: Container, postgres_url: str,
 async def test_commit_and_rollback_across_scopes(
     container: Container, engine: AsyncEngine, postgres_url: str, table: str
 ) -> None:
-    """Successive scopes commit or roll back independently; a later scope sees only committed rows."""
+    """Successive scopes commit or roll back independently; later scopes see committed rows."""
     async with container.scope():
         await container.repository().insert("ann")
     with pytest.raises(RequestFailed):
-        async with container.scope():
-            await container.repository().insert("bob")
-            raise RequestFailed
+        await insert_in_scope(container, "bob", error=RequestFailed())
     with pytest.raises(DBAPIError):
-        async with container.scope():
-            await container.repository().insert("eve")
-            await container.repository().insert("ann")  # unique violation
+        await insert_in_scope(container, "eve", "ann")  # "ann" violates the unique key
     async with container.scope():
         assert await container.repository().count() == 1
         await container.repository().insert("max")
@@ -182,10 +195,14 @@ def test_sync_psycopg_session_per_scope(postgres_url: str, table: str) -> None:
     try:
         with container.scope():
             container.session().execute(statement, {"name": "ann"})
-        with pytest.raises(RequestFailed):
+
+        def failing_request() -> None:
             with container.scope():
                 container.session().execute(statement, {"name": "bob"})
                 raise RequestFailed
+
+        with pytest.raises(RequestFailed):
+            failing_request()
         assert container.engine().pool.checkedout() == 0
     finally:
         container.engine().dispose()
@@ -195,14 +212,11 @@ def test_sync_psycopg_session_per_scope(postgres_url: str, table: str) -> None:
 # (2) Row locks -------------------------------------------------------------------
 
 
-async def insert_committed(container: Container, name: str) -> None:
-    async with container.scope():
-        await container.repository().insert(name)
-
-
-async def test_nowait_sees_the_row_lock_of_another_scope(container: Container, postgres_url: str, table: str) -> None:
-    """While one scope holds `FOR UPDATE`, another scope's `NOWAIT` fails with 55P03 and rolls back."""
-    await insert_committed(container, "row")
+async def test_nowait_sees_the_row_lock_of_another_scope(
+    container: Container, postgres_url: str, table: str
+) -> None:
+    """While a scope holds `FOR UPDATE`, another scope's `NOWAIT` fails with 55P03."""
+    await insert_in_scope(container, "row")
     locked, release = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
@@ -212,12 +226,15 @@ async def test_nowait_sees_the_row_lock_of_another_scope(container: Container, p
             await release.wait()
             await container.repository().increment("row")
 
+    async def request() -> None:
+        async with container.scope():
+            await container.repository().insert("contender")
+            await container.repository().lock("row", nowait=True)
+
     async def contender() -> DBAPIError:
         await locked.wait()
         with pytest.raises(DBAPIError) as caught:
-            async with container.scope():
-                await container.repository().insert("contender")
-                await container.repository().lock("row", nowait=True)
+            await request()
         return caught.value
 
     holding = asyncio.create_task(holder())
@@ -235,7 +252,7 @@ async def test_nowait_sees_the_row_lock_of_another_scope(container: Container, p
 
 async def test_lock_timeout_sees_the_row_lock_of_another_scope(container: Container) -> None:
     """A scope with `lock_timeout` set fails with 55P03 while another scope holds the row lock."""
-    await insert_committed(container, "row")
+    await insert_in_scope(container, "row")
     locked, release = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
@@ -244,12 +261,15 @@ async def test_lock_timeout_sees_the_row_lock_of_another_scope(container: Contai
             locked.set()
             await release.wait()
 
+    async def request() -> None:
+        async with container.scope():
+            await container.session().execute(text("set local lock_timeout = '50ms'"))
+            await container.repository().lock("row")
+
     async def contender() -> DBAPIError:
         await locked.wait()
         with pytest.raises(DBAPIError) as caught:
-            async with container.scope():
-                await container.session().execute(text("set local lock_timeout = '50ms'"))
-                await container.repository().lock("row")
+            await request()
         return caught.value
 
     holding = asyncio.create_task(holder())
@@ -263,7 +283,9 @@ async def test_lock_timeout_sees_the_row_lock_of_another_scope(container: Contai
 
 async def wait_for_lock_waiter(postgres_url: str, table: str) -> None:
     """Return once a backend waits on a lock for a statement on `table`."""
-    connection = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True, connect_timeout=5)
+    connection = await psycopg.AsyncConnection.connect(
+        postgres_url, autocommit=True, connect_timeout=5
+    )
     async with connection:
         while True:
             cursor = await connection.execute(
@@ -280,8 +302,8 @@ async def wait_for_lock_waiter(postgres_url: str, table: str) -> None:
 async def test_second_scope_waits_for_the_first_to_commit(
     container: Container, engine: AsyncEngine, postgres_url: str, table: str
 ) -> None:
-    """A second scope blocks on the row lock and proceeds with the committed value after the first scope exits."""
-    await insert_committed(container, "row")
+    """A second scope waits on the row lock, then proceeds with the first scope's commit."""
+    await insert_in_scope(container, "row")
     locked, release = asyncio.Event(), asyncio.Event()
     order: list[str] = []
 
@@ -356,7 +378,9 @@ async def test_many_concurrent_scopes_share_a_small_pool(
             await repository.insert(f"request-{index:03d}")
             return container.session()
 
-    sessions = await asyncio.wait_for(asyncio.gather(*(request(index) for index in range(200))), TIMEOUT)
+    sessions = await asyncio.wait_for(
+        asyncio.gather(*(request(index) for index in range(200))), TIMEOUT
+    )
     assert len({id(session) for session in sessions}) == 200
     assert engine.pool.checkedout() == 0
     assert counts["peak"] == 5
@@ -369,7 +393,7 @@ async def test_many_concurrent_scopes_share_a_small_pool(
 async def test_failing_half_commits_only_the_successful_half(
     container: Container, engine: AsyncEngine, postgres_url: str, table: str
 ) -> None:
-    """With every other of 200 concurrent scopes failing, only the successful half is committed and nothing leaks."""
+    """With every other of 200 scopes failing, only the other half commits; nothing leaks."""
     counts = track_peak_checkouts(engine)
 
     async def request(index: int) -> None:
@@ -402,7 +426,7 @@ async def test_failing_half_commits_only_the_successful_half(
 async def test_cancelled_scopes_roll_back_and_return_connections(
     container: Container, engine: AsyncEngine, postgres_url: str, table: str
 ) -> None:
-    """Scopes cancelled during a query (a request timeout) roll back and give their connections back."""
+    """Scopes cancelled during a query roll back and give their connections back."""
     started = 0
     all_started = asyncio.Event()
 

@@ -131,7 +131,7 @@ def container(database: pathlib.Path) -> Iterator[Container]:
 
 
 def test_successful_scope_commits(container: Container, database: pathlib.Path) -> None:
-    """A row written in a scope is invisible to other connections until the scope exits, then committed."""
+    """A row written in a scope is invisible elsewhere until the scope exits, then committed."""
     with container.scope():
         container.users().add("ann")
         assert container.users().count() == 1
@@ -142,29 +142,41 @@ def test_successful_scope_commits(container: Container, database: pathlib.Path) 
 def test_failing_scope_rolls_back(container: Container, database: pathlib.Path) -> None:
     """An exception in the scope body rolls the session back and propagates unchanged."""
     error = RuntimeError("request failed")
-    with pytest.raises(RuntimeError) as caught:
+
+    def request() -> None:
         with container.scope():
             container.users().add("ann")
             raise error
+
+    with pytest.raises(RuntimeError) as caught:
+        request()
     assert caught.value is error
     assert count_rows(database) == 0
 
 
 def test_failing_repository_rolls_back(container: Container, database: pathlib.Path) -> None:
     """An exception raised by a repository after writing rolls back the whole scope."""
-    with pytest.raises(InvalidName, match="!bob"):
+
+    def request() -> None:
         with container.scope():
             container.users().add("ann")
             container.users().add("!bob")
+
+    with pytest.raises(InvalidName, match="!bob"):
+        request()
     assert count_rows(database) == 0
 
 
 def test_database_error_rolls_back(container: Container, database: pathlib.Path) -> None:
     """An IntegrityError from the database propagates and nothing of the scope is committed."""
-    with pytest.raises(IntegrityError):
+
+    def request() -> None:
         with container.scope():
             container.users().add("ann")
             container.users().add("ann")
+
+    with pytest.raises(IntegrityError):
+        request()
     assert count_rows(database) == 0
 
 
@@ -187,17 +199,21 @@ def test_two_repositories_commit_together(container: Container, database: pathli
 
 def test_two_repositories_roll_back_together(container: Container, database: pathlib.Path) -> None:
     """A failure after both repositories wrote rolls back both tables."""
-    with pytest.raises(InvalidName):
+
+    def request() -> None:
         with container.scope():
             user = container.users().add("ann")
             container.audit().record(user, "created")
             container.users().add("!eve")
+
+    with pytest.raises(InvalidName):
+        request()
     assert count_rows(database, "users") == 0
     assert count_rows(database, "audit") == 0
 
 
 def test_session_is_closed_after_scope(container: Container) -> None:
-    """The session is committed then closed at scope exit and its connection returned to the pool."""
+    """At exit the session is committed, closed, and its connection returned to the pool."""
     with container.scope():
         session = container.session()
         container.users().add("ann")
@@ -209,11 +225,17 @@ def test_session_is_closed_after_scope(container: Container) -> None:
 
 def test_session_is_rolled_back_and_closed_after_failing_scope(container: Container) -> None:
     """A failing scope rolls back then closes its session, returning the connection."""
-    with pytest.raises(RuntimeError):
+    sessions: list[TrackedSession] = []
+
+    def request() -> None:
         with container.scope():
-            session = container.session()
+            sessions.append(container.session())
             container.users().add("ann")
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        request()
+    (session,) = sessions
     assert session.events == ["rollback", "close"]
     assert container.engine().pool.checkedout() == 0
 
@@ -229,18 +251,21 @@ def test_each_scope_has_its_own_session(container: Container, database: pathlib.
     assert count_rows(database) == 3
 
 
-def test_failed_scope_does_not_affect_the_next(container: Container, database: pathlib.Path) -> None:
+def test_failed_scope_does_not_affect_the_next(
+    container: Container, database: pathlib.Path
+) -> None:
     """After a rolled-back scope, the next scope commits normally."""
-    with pytest.raises(InvalidName):
-        with container.scope():
-            container.users().add("!ann")
+    with pytest.raises(InvalidName), container.scope():
+        container.users().add("!ann")
     with container.scope():
         container.users().add("ann")
     assert count_rows(database) == 1
 
 
-def test_explicit_scope_shutdown_with_error_rolls_back(container: Container, database: pathlib.Path) -> None:
-    """scope.init() / shutdown(exc) delivers the error to the session generator, which rolls back."""
+def test_explicit_scope_shutdown_with_error_rolls_back(
+    container: Container, database: pathlib.Path
+) -> None:
+    """scope.init() / shutdown(exc) delivers the error to the generator, which rolls back."""
     opened = container.scope()
     opened.init()
     container.users().add("ann")
@@ -271,14 +296,21 @@ DEFERRED_TABLE = (
 def test_commit_failure_at_exit_is_raised_as_finalizer_error(
     container: Container, database: pathlib.Path
 ) -> None:
-    """A COMMIT refused by the database at a clean exit surfaces as FinalizerError holding the IntegrityError."""
+    """A COMMIT refused at a clean exit raises FinalizerError holding the IntegrityError."""
     enforce_deferred_foreign_keys(container.engine())
-    with pytest.raises(errors.FinalizerError) as caught:
+    sessions: list[TrackedSession] = []
+
+    def request() -> None:
         with container.scope():
             session = container.session()
+            sessions.append(session)
             session.execute(text(DEFERRED_TABLE))
             container.users().add("ann")
             session.execute(text("insert into membership (user_id) values (999)"))
+
+    with pytest.raises(errors.FinalizerError) as caught:
+        request()
+    (session,) = sessions
     assert caught.value.subgroup(IntegrityError) is not None
     assert session.events == ["commit", "rollback", "close"]
     assert count_rows(database) == 0
@@ -368,7 +400,9 @@ async def async_container(database: pathlib.Path) -> AsyncIterator[AsyncContaine
         await instance.engine().dispose()
 
 
-async def test_async_successful_scope_commits(async_container: AsyncContainer, database: pathlib.Path) -> None:
+async def test_async_successful_scope_commits(
+    async_container: AsyncContainer, database: pathlib.Path
+) -> None:
     """An async scope's row is invisible to other connections before exit and committed after."""
     async with async_container.scope():
         await async_container.users().add("ann")
@@ -377,13 +411,19 @@ async def test_async_successful_scope_commits(async_container: AsyncContainer, d
     assert count_rows(database) == 1
 
 
-async def test_async_failing_scope_rolls_back(async_container: AsyncContainer, database: pathlib.Path) -> None:
+async def test_async_failing_scope_rolls_back(
+    async_container: AsyncContainer, database: pathlib.Path
+) -> None:
     """An exception in an async scope body rolls back and propagates unchanged."""
     error = RuntimeError("request failed")
-    with pytest.raises(RuntimeError) as caught:
+
+    async def request() -> None:
         async with async_container.scope():
             await async_container.users().add("ann")
             raise error
+
+    with pytest.raises(RuntimeError) as caught:
+        await request()
     assert caught.value is error
     assert count_rows(database) == 0
 
@@ -392,19 +432,29 @@ async def test_async_failing_repository_rolls_back(
     async_container: AsyncContainer, database: pathlib.Path
 ) -> None:
     """An exception from an async repository rolls back everything written in the scope."""
-    with pytest.raises(InvalidName, match="!bob"):
+
+    async def request() -> None:
         async with async_container.scope():
             await async_container.users().add("ann")
             await async_container.users().add("!bob")
+
+    with pytest.raises(InvalidName, match="!bob"):
+        await request()
     assert count_rows(database) == 0
 
 
-async def test_async_database_error_rolls_back(async_container: AsyncContainer, database: pathlib.Path) -> None:
+async def test_async_database_error_rolls_back(
+    async_container: AsyncContainer, database: pathlib.Path
+) -> None:
     """An IntegrityError in an async scope propagates and nothing is committed."""
-    with pytest.raises(IntegrityError):
+
+    async def request() -> None:
         async with async_container.scope():
             await async_container.users().add("ann")
             await async_container.users().add("ann")
+
+    with pytest.raises(IntegrityError):
+        await request()
     assert count_rows(database) == 0
 
 
@@ -442,11 +492,17 @@ async def test_async_session_is_rolled_back_and_closed_after_failing_scope(
     async_container: AsyncContainer,
 ) -> None:
     """A failing async scope rolls back then closes its AsyncSession."""
-    with pytest.raises(RuntimeError):
+    sessions: list[TrackedAsyncSession] = []
+
+    async def request() -> None:
         async with async_container.scope():
-            session = async_container.session()
+            sessions.append(async_container.session())
             await async_container.users().add("ann")
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await request()
+    (session,) = sessions
     assert session.events == ["rollback", "close"]
     assert async_container.engine().pool.checkedout() == 0
 
@@ -454,14 +510,21 @@ async def test_async_session_is_rolled_back_and_closed_after_failing_scope(
 async def test_async_commit_failure_at_exit_is_raised_as_finalizer_error(
     async_container: AsyncContainer, database: pathlib.Path
 ) -> None:
-    """An async COMMIT refused at a clean exit surfaces as FinalizerError and nothing is committed."""
+    """An async COMMIT refused at a clean exit raises FinalizerError; nothing is committed."""
     enforce_deferred_foreign_keys(async_container.engine().sync_engine)
-    with pytest.raises(errors.FinalizerError) as caught:
+    sessions: list[TrackedAsyncSession] = []
+
+    async def request() -> None:
         async with async_container.scope():
             session = async_container.session()
+            sessions.append(session)
             await session.execute(text(DEFERRED_TABLE))
             await async_container.users().add("ann")
             await session.execute(text("insert into membership (user_id) values (999)"))
+
+    with pytest.raises(errors.FinalizerError) as caught:
+        await request()
+    (session,) = sessions
     assert caught.value.subgroup(IntegrityError) is not None
     assert session.events == ["commit", "rollback", "close"]
     assert count_rows(database) == 0
@@ -484,7 +547,7 @@ async def test_async_gather_resolves_one_session(async_container: AsyncContainer
 async def test_async_gather_of_repository_operations_commits_once(
     async_container: AsyncContainer, database: pathlib.Path
 ) -> None:
-    """Gathered repository writes in one scope use its one session, serialised by the scope's lock."""
+    """Gathered writes in one scope use its one session, serialised by the scope's lock."""
 
     async def create(index: int) -> AsyncSession:
         user = await async_container.users().add(f"user-{index}")
@@ -492,7 +555,9 @@ async def test_async_gather_of_repository_operations_commits_once(
         return async_container.session()
 
     async with async_container.scope():
-        sessions = await asyncio.wait_for(asyncio.gather(*(create(index) for index in range(10))), 10)
+        sessions = await asyncio.wait_for(
+            asyncio.gather(*(create(index) for index in range(10))), 10
+        )
         assert all(session is sessions[0] for session in sessions)
         assert await async_container.users().count() == 10
         assert count_rows(database) == 0
@@ -509,10 +574,13 @@ async def test_async_gather_with_one_failure_rolls_back_all(
     async def create(name: str) -> None:
         await async_container.users().add(name)
 
-    with pytest.raises(InvalidName):
+    async def request() -> None:
         async with async_container.scope():
             names = ["ann", "bob", "!eve", "max"]
             await asyncio.wait_for(asyncio.gather(*(create(name) for name in names)), 10)
+
+    with pytest.raises(InvalidName):
+        await request()
     assert count_rows(database) == 0
 
 
@@ -534,6 +602,8 @@ async def test_async_concurrent_scopes_use_separate_sessions(
         async with lock:
             return await request(index)
 
-    sessions = await asyncio.wait_for(asyncio.gather(*(serialised(index) for index in range(5))), 10)
+    sessions = await asyncio.wait_for(
+        asyncio.gather(*(serialised(index) for index in range(5))), 10
+    )
     assert len({id(session) for session in sessions}) == 5
     assert count_rows(database) == 5

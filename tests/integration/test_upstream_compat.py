@@ -147,7 +147,8 @@ def test_nested_container_scoped_providers_resolve_in_parent_scope() -> None:
     with container.scope():
         second = container.sub.users()
     assert second is not first
-    assert first.session.closed and second.session.closed
+    assert first.session.closed
+    assert second.session.closed
 
 
 def test_nested_container_scoped_resource_is_initialised_on_parent_scope_entry() -> None:
@@ -219,13 +220,15 @@ def test_dynamic_container_set_providers() -> None:
     """set_providers() on a DynamicContainer adds scoped providers usable in a scope."""
     container = containers.DynamicContainer()
     session = providers.ScopedFactory(Session)
-    container.set_providers(session=session, users=providers.ScopedFactory(Repository, session=session))
+    container.set_providers(
+        session=session, users=providers.ScopedFactory(Repository, session=session)
+    )
     with container.scope():
         assert container.users().session is container.session()
 
 
 def test_dynamic_container_deleted_resource_is_no_longer_initialised() -> None:
-    """Deleting a ScopedResource from a DynamicContainer after a scope stops its eager initialisation."""
+    """A ScopedResource deleted from a DynamicContainer is no longer initialised."""
     log = Log()
     container = containers.DynamicContainer()
     container.session = providers.ScopedResource(log.session_resource())
@@ -238,7 +241,7 @@ def test_dynamic_container_deleted_resource_is_no_longer_initialised() -> None:
 
 
 def test_dynamic_container_added_resource_is_initialised() -> None:
-    """A ScopedResource assigned to a DynamicContainer after a scope is initialised on the next entry."""
+    """A ScopedResource added to a DynamicContainer after a scope is initialised next time."""
     log = Log()
     container = containers.DynamicContainer()
     container.users = providers.ScopedFactory(Session)
@@ -320,10 +323,9 @@ def test_overridden_scoped_resource_never_calls_its_initialiser() -> None:
 
     container = Container()
     fake = Session("fake")
-    with container.session.override(providers.Object(fake)):
-        with container.scope():
-            assert container.session() is fake
-            assert container.users().session is fake
+    with container.session.override(providers.Object(fake)), container.scope():
+        assert container.session() is fake
+        assert container.users().session is fake
     assert log.events == []
 
 
@@ -351,13 +353,12 @@ def test_overridden_async_scoped_resource_allows_a_sync_scope() -> None:
 
     container = Container()
     fake = Session("fake")
-    with container.session.override(providers.Object(fake)):
-        with container.scope():
-            assert container.session() is fake
+    with container.session.override(providers.Object(fake)), container.scope():
+        assert container.session() is fake
 
 
 def test_overridden_nested_scoped_resource_never_calls_its_initialiser() -> None:
-    """Overriding a nested container's ScopedResource skips its eager initialisation in the parent's scope."""
+    """An overridden ScopedResource of a nested container is not initialised on entry."""
     log = Log()
 
     class Sub(containers.DeclarativeContainer):
@@ -369,9 +370,8 @@ def test_overridden_nested_scoped_resource_never_calls_its_initialiser() -> None
 
     container = Container()
     fake = Session("fake")
-    with container.sub.session.override(providers.Object(fake)):
-        with container.scope():
-            assert container.sub.users().session is fake
+    with container.sub.session.override(providers.Object(fake)), container.scope():
+        assert container.sub.users().session is fake
     assert log.events == []
 
 
@@ -385,9 +385,8 @@ def test_override_providers_context_and_reset() -> None:
 
     container = Container()
     fake = Session("fake")
-    with container.override_providers(session=providers.Object(fake)):
-        with container.scope():
-            assert container.users().session is fake
+    with container.override_providers(session=providers.Object(fake)), container.scope():
+        assert container.users().session is fake
     assert log.events == []
     with container.scope():
         assert container.users().session is not fake
@@ -447,7 +446,7 @@ def test_container_override_with_another_container() -> None:
 
 
 def test_override_with_scoped_resource_after_first_scope_is_initialised_on_entry() -> None:
-    """A ScopedResource overriding another after the container's first scope is still initialised on entry."""
+    """A ScopedResource override made after the first scope is initialised on entry."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
@@ -458,15 +457,15 @@ def test_override_with_scoped_resource_after_first_scope_is_initialised_on_entry
     with container.scope():
         pass
     log.events.clear()
-    with container.session.override(providers.ScopedResource(log.session_resource("fake"))):
-        with container.scope():
-            assert log.events == ["open fake"]
-            assert container.users().session.label == "fake"
+    fake = providers.ScopedResource(log.session_resource("fake"))
+    with container.session.override(fake), container.scope():
+        assert log.events == ["open fake"]
+        assert container.users().session.label == "fake"
     assert log.events == ["open fake", "close fake"]
 
 
 async def test_async_override_after_first_scope_resolves_synchronously() -> None:
-    """In `async with`, a ScopedFactory on an async ScopedResource overriding the real one after the first scope resolves without awaiting."""
+    """In `async with`, an async override made after the first scope is resolved without await."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
@@ -486,7 +485,7 @@ async def test_async_override_after_first_scope_resolves_synchronously() -> None
 
 
 async def test_async_override_before_first_scope_resolves_synchronously() -> None:
-    """In `async with`, an async ScopedResource override made before the first scope is initialised on entry."""
+    """In `async with`, an async ScopedResource override made before any scope needs no await."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
@@ -536,12 +535,10 @@ def test_deepcopied_named_scoped_factory_binds_to_its_scope() -> None:
     """A deep copy of `ScopedFactory(..., scope='request')` still needs the 'request' scope."""
     container = containers.DynamicContainer()
     container.users = providers.deepcopy(providers.ScopedFactory(Session, scope="request"))
-    with container.scope():
-        with pytest.raises(errors.NoActiveScopeError, match="request"):
-            container.users()
-    with container.scope("request"):
-        with container.scope():
-            assert container.users() is container.users()
+    with container.scope(), pytest.raises(errors.NoActiveScopeError, match="request"):
+        container.users()
+    with container.scope("request"), container.scope():
+        assert container.users() is container.users()
 
 
 def test_deepcopy_of_container_keeps_scoped_graph() -> None:
@@ -576,9 +573,8 @@ def test_deepcopy_of_container_does_not_share_instances() -> None:
 
     original = Container()
     copied = copy.deepcopy(original)
-    with original.scope():
-        with copied.scope():
-            assert copied.users() is not original.users()
+    with original.scope(), copied.scope():
+        assert copied.users() is not original.users()
 
 
 # Traversal and .provided -----------------------------------------------------
@@ -700,7 +696,7 @@ def test_shutdown_resources_outside_scope_does_not_fail() -> None:
 
 
 def test_init_and_shutdown_resources_inside_scope() -> None:
-    """Inside a scope init_resources() keeps the scope's session; shutdown_resources() leaves it open."""
+    """Inside a scope, init/shutdown_resources() keep the scope's session open and the same."""
     log = Log()
     container = make_mixed_container(log)
     with container.scope():
@@ -722,11 +718,10 @@ def test_init_resources_inside_scope_initialises_lazy_named_resource() -> None:
         session = providers.ScopedResource(log.session_resource(), scope="request")
 
     container = Container()
-    with container.scope("request"):
-        with container.scope():
-            assert log.events == ["open session"]
-            container.init_resources()
-            assert log.events == ["open session"]
+    with container.scope("request"), container.scope():
+        assert log.events == ["open session"]
+        container.init_resources()
+        assert log.events == ["open session"]
     assert log.events == ["open session", "close session"]
 
 
@@ -752,7 +747,7 @@ async def test_async_init_and_shutdown_resources_outside_scope() -> None:
 
 
 async def test_async_init_and_shutdown_resources_inside_scope_do_not_hang() -> None:
-    """Inside `async with scope()`, init/shutdown_resources() finish and leave the session to the scope."""
+    """Inside `async with`, init/shutdown_resources() finish and leave the session open."""
     log = Log()
 
     async def connection():
@@ -777,16 +772,15 @@ async def test_async_init_and_shutdown_resources_inside_scope_do_not_hang() -> N
 
 
 async def test_async_init_resources_inside_scope_initialises_named_async_resource() -> None:
-    """Awaiting init_resources() in an inner scope initialises an async resource of the outer named scope."""
+    """init_resources() in an inner scope initialises an async resource of the named outer one."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
         session = providers.ScopedResource(log.async_session_resource(), scope="request")
 
     container = Container()
-    async with container.scope("request"):
-        async with container.scope():
-            await asyncio.wait_for(maybe_await(container.init_resources()), 5)
-            assert isinstance(container.session(), Session)
-            assert log.events == ["open session"]
+    async with container.scope("request"), container.scope():
+        await asyncio.wait_for(maybe_await(container.init_resources()), 5)
+        assert isinstance(container.session(), Session)
+        assert log.events == ["open session"]
     assert log.events == ["open session", "close session"]

@@ -197,7 +197,8 @@ def test_inject_gives_a_new_instance_per_scope(container: Container) -> None:
     with container.scope():
         second = get_users()
     assert first is not second
-    assert first.session.closed and second.session.closed
+    assert first.session.closed
+    assert second.session.closed
 
 
 def test_inject_by_string_id(container: Container) -> None:
@@ -319,7 +320,8 @@ async def test_async_inject_new_instance_per_scope(async_container: AsyncContain
     async with async_container.scope():
         second = await get_users_async()
     assert first is not second
-    assert first.session.closed and second.session.closed
+    assert first.session.closed
+    assert second.session.closed
 
 
 async def test_async_inject_outside_scope_raises(async_container: AsyncContainer) -> None:
@@ -328,7 +330,9 @@ async def test_async_inject_outside_scope_raises(async_container: AsyncContainer
         await get_users_async()
 
 
-async def test_async_closing_leaves_the_scoped_session_open(async_container: AsyncContainer) -> None:
+async def test_async_closing_leaves_the_scoped_session_open(
+    async_container: AsyncContainer,
+) -> None:
     """Closing in an async function leaves the scoped session to its scope."""
     async with async_container.scope():
         users = await get_users_closing_async()
@@ -338,7 +342,9 @@ async def test_async_closing_leaves_the_scoped_session_open(async_container: Asy
     assert EVENTS.count("close session") == 1
 
 
-async def test_async_closing_shuts_down_the_upstream_resource(async_container: AsyncContainer) -> None:
+async def test_async_closing_shuts_down_the_upstream_resource(
+    async_container: AsyncContainer,
+) -> None:
     """Closing in an async function shuts down the upstream async Resource of the graph."""
     async with async_container.scope():
         await get_users_closing_async()
@@ -346,7 +352,9 @@ async def test_async_closing_shuts_down_the_upstream_resource(async_container: A
     assert EVENTS[-1] == "close session"
 
 
-async def test_async_inject_of_coroutine_factory_creates_once(async_container: AsyncContainer) -> None:
+async def test_async_inject_of_coroutine_factory_creates_once(
+    async_container: AsyncContainer,
+) -> None:
     """Gathered @inject calls of a ScopedFactory built by a coroutine await one shared creation."""
     async with async_container.scope():
         reports = await asyncio.wait_for(asyncio.gather(*(get_report() for _ in range(10))), 5)
