@@ -150,7 +150,9 @@ async def test_concurrent_async_first_resolutions_create_once():
 
     c = Local()
     async with c.scope():
-        results = await asyncio.wait_for(asyncio.gather(*(c.service.async_() for _ in range(5))), TIMEOUT)
+        results = await asyncio.wait_for(
+            asyncio.gather(*(c.service.async_() for _ in range(5))), TIMEOUT
+        )
     assert len(calls) == 1
     assert all(result is results[0] for result in results)
     assert results[0].parts == ("connection",)
@@ -432,7 +434,7 @@ async def test_async_provider_resolving_itself_raises_circular_scope_error():
     c = Local()
     async with c.scope():
         with pytest.raises(errors.ScopeError, match="Circular"):
-            await asyncio.wait_for(c.looped.async_(), 2)
+            await asyncio.wait_for(c.looped.async_(), 1)
 
 
 async def test_instance_is_not_in_the_scope_while_being_created():

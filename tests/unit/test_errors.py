@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import contextvars
 import gc
+import sys
 import threading
 
 import dependency_injector.errors
 import pytest
 
 from dependency_injector_scoped import containers, errors, get_current_scope, providers, scope
+
+if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10
+    from exceptiongroup import ExceptionGroup
 
 
 class Repo:
@@ -183,7 +187,7 @@ def test_thread_with_a_copied_context_after_close_gets_scope_closed_error():
     def run():
         try:
             context.run(c.session)
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+        except BaseException as error:
             outcome.append(error)
 
     thread = threading.Thread(target=run)
@@ -706,7 +710,7 @@ def test_thread_resource_finishing_after_close_is_finalised_at_once():
     def run(context):
         try:
             context.run(connection)
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+        except BaseException as error:
             outcome.append(error)
 
     with scope(containers.DynamicContainer()):

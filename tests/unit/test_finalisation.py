@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 
 import dependency_injector.errors
 import pytest
 from dependency_injector import resources
 
 from dependency_injector_scoped import containers, errors, providers, scope
+
+if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10
+    from exceptiongroup import ExceptionGroup
 
 
 class Boom(Exception):
@@ -78,7 +82,14 @@ def recorded(events: list[str]) -> dict[str, providers.ScopedResource]:
     return {name: providers.ScopedResource(kind) for name, kind in kinds.items()}
 
 
-FINALISED = {"generator", "async_generator", "context_manager", "async_context_manager", "resource", "async_resource"}
+FINALISED = {
+    "generator",
+    "async_generator",
+    "context_manager",
+    "async_context_manager",
+    "resource",
+    "async_resource",
+}
 
 
 async def test_sync_and_async_resources_close_in_reverse_order_of_creation():
@@ -107,7 +118,14 @@ async def test_reverse_order_holds_for_another_creation_order():
     """Finalisation follows the actual creation order, not the declaration order."""
     events: list[str] = []
     kinds = recorded(events)
-    order = ["context_manager", "async_generator", "resource", "generator", "async_resource", "async_context_manager"]
+    order = [
+        "context_manager",
+        "async_generator",
+        "resource",
+        "generator",
+        "async_resource",
+        "async_context_manager",
+    ]
     async with scope(containers.DynamicContainer()):
         for name in order:
             await kinds[name].async_()
@@ -505,7 +523,7 @@ def failing_and_recording(events: list[str]):
                 yield label
             finally:
                 events.append(f"close {label}")
-                raise RuntimeError(f"{label} failed")  # noqa: B012 - a finaliser that fails
+                raise RuntimeError(f"{label} failed")
 
         return initializer
 

@@ -104,6 +104,7 @@ def test_provider_binds_to_the_nearest_scope_of_its_name():
             assert c.pool() is not outer_pool
             assert c.pool in inner
         assert c.pool() is outer_pool
+        assert c.pool in outer
 
 
 def test_named_scope_via_the_free_function():

@@ -159,7 +159,9 @@ def test_open_scope_with_resources_warns_when_garbage_collected():
         warnings.simplefilter("always")
         contextvars.copy_context().run(open_and_forget, c)
         gc.collect()
-    messages = [str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)]
+    messages = [
+        str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)
+    ]
     assert len(messages) == 1
     assert "never finalised" in messages[0]
     assert get_current_scope() is None

@@ -50,7 +50,11 @@ def test_scoped_and_upstream_dependants_share_the_scope_session():
     """ScopedFactory and Factory dependants built in one scope hold the same session."""
     c = Container()
     with c.scope():
-        sessions = {id(c.repo().session), id(c.scoped_repo().session), id(c.scoped_other_repo().session)}
+        sessions = {
+            id(c.repo().session),
+            id(c.scoped_repo().session),
+            id(c.scoped_other_repo().session),
+        }
         direct = c.session()
         assert sessions == {id(direct)}
 
@@ -246,3 +250,16 @@ def test_injection_named_scope_can_be_set_with_add_kwargs():
     assert item.scope_name is None
     with scope(containers.DynamicContainer()):
         assert item() == {"scope": "request"}
+
+
+async def test_async_mode_enabled_always_returns_an_awaitable():
+    """A ScopedFactory with async mode enabled returns an awaitable of its one instance on every call."""
+    c = Container()
+    c.scoped_repo.enable_async_mode()
+    async with c.scope():
+        first = c.scoped_repo()
+        assert inspect.isawaitable(first)
+        repo = await first
+        second = c.scoped_repo()
+        assert inspect.isawaitable(second)
+        assert await second is repo

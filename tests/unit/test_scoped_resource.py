@@ -492,3 +492,18 @@ def test_is_async_tells_known_async_initializers():
 
     assert all(providers.ScopedResource(kind).is_async for kind in (agen, coro, AsyncRes))
     assert not any(providers.ScopedResource(kind).is_async for kind in (gen, list))
+
+
+def test_resource_subclass_receives_injected_arguments():
+    """A Resource subclass initializer gets the injected arguments in init()."""
+    seen = []
+
+    class Res(resources.Resource):
+        def init(self, dsn, *, timeout):
+            seen.append((dsn, timeout))
+            return f"{dsn}/{timeout}"
+
+    res = providers.ScopedResource(Res, providers.Object("db"), timeout=3)
+    with scope(containers.DynamicContainer()):
+        assert res() == "db/3"
+    assert seen == [("db", 3)]
