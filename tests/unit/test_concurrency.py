@@ -457,3 +457,79 @@ async def test_instance_is_not_in_the_scope_while_being_created():
         release.set()
         await asyncio.wait_for(creator, TIMEOUT)
         assert c.service in s
+
+
+# Independent scopes side by side ----------------------------------------------
+
+
+async def test_concurrent_tasks_with_their_own_scopes_do_not_share_instances():
+    """Tasks each opening their own scope get their own session, finalised with their scope."""
+    events: list[str] = []
+
+    async def open_session():
+        session = Thing()
+        events.append("open")
+        yield session
+        events.append("close")
+
+    class Local(containers.DeclarativeContainer):
+        session = providers.ScopedResource(open_session)
+
+    c = Local()
+
+    async def request():
+        async with c.scope() as s:
+            await asyncio.sleep(0)
+            assert get_current_scope() is s
+            return c.session()
+
+    sessions = await asyncio.wait_for(asyncio.gather(*(request() for _ in range(5))), TIMEOUT)
+    assert len({id(session) for session in sessions}) == 5
+    assert events == ["open"] * 5 + ["close"] * 5
+    assert get_current_scope() is None
+
+
+def test_threads_with_their_own_scopes_do_not_share_instances():
+    """Threads each opening their own scope get their own instance."""
+    c = Container()
+
+    def request():
+        with c.scope():
+            first = c.service()
+            time.sleep(0.01)
+            assert c.service() is first
+            return first
+
+    results = run_in_threads(4, request)
+    assert len({id(result) for result in results}) == 4
+
+
+async def test_cancelled_scope_body_delivers_the_cancellation_to_finalisers():
+    """Cancelling a task inside `async with` throws CancelledError into the generators, which still finalise."""
+    events: list[str] = []
+    entered = asyncio.Event()
+
+    async def open_transaction():
+        try:
+            yield "tx"
+            events.append("commit")
+        except BaseException as exc:
+            events.append(f"rollback {type(exc).__name__}")
+            raise
+
+    class Local(containers.DeclarativeContainer):
+        tx = providers.ScopedResource(open_transaction)
+
+    c = Local()
+
+    async def handler():
+        async with c.scope():
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(handler())
+    await asyncio.wait_for(entered.wait(), TIMEOUT)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, TIMEOUT)
+    assert events == ["rollback CancelledError"]

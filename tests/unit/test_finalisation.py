@@ -652,3 +652,25 @@ def test_base_exception_from_a_finaliser_is_raised_as_is_after_the_others_run():
             a()
             b()
     assert events == ["close first"]
+
+
+async def test_async_exception_exit_adds_notes_for_failed_async_finalisers(caplog):
+    """In `async with`, a failing async finaliser adds a note to the exception that ended the scope."""
+
+    async def open_broken():
+        try:
+            yield "broken"
+        finally:
+            raise RuntimeError("cannot close")
+
+    class Local(containers.DeclarativeContainer):
+        broken = providers.ScopedResource(open_broken)
+
+    error = Boom()
+    with caplog.at_level(logging.ERROR, logger="dependency_injector_scoped"):
+        with pytest.raises(Boom) as caught:
+            async with Local().scope():
+                raise error
+    assert caught.value is error
+    [note] = error.__notes__
+    assert "'broken'" in note and "cannot close" in note

@@ -507,3 +507,23 @@ def test_resource_subclass_receives_injected_arguments():
     with scope(containers.DynamicContainer()):
         assert res() == "db/3"
     assert seen == [("db", 3)]
+
+
+def test_failing_initializer_registers_no_finaliser_and_is_retried():
+    """A generator failing before its yield propagates, is not finalised, and the next resolution retries."""
+    events: list[str] = []
+
+    def open_flaky():
+        events.append("open")
+        if events.count("open") == 1:
+            raise ConnectionError("first attempt fails")
+        yield "connection"
+        events.append("close")
+
+    flaky = providers.ScopedResource(open_flaky)
+    with scope(containers.DynamicContainer()) as s:
+        with pytest.raises(ConnectionError):
+            flaky()
+        assert flaky not in s
+        assert flaky() == "connection"
+    assert events == ["open", "open", "close"]
