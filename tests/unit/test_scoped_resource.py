@@ -527,3 +527,47 @@ def test_failing_initializer_registers_no_finaliser_and_is_retried():
         assert flaky not in s
         assert flaky() == "connection"
     assert events == ["open", "open", "close"]
+
+
+def test_resource_overridden_by_another_scoped_resource_uses_only_the_override():
+    """Overridden by a ScopedResource, the original initializer never runs; the override gives one finalised instance per scope."""
+    events: list[str] = []
+
+    def open_real():
+        events.append("open real")
+        yield "real"
+
+    def open_fake():
+        events.append("open fake")
+        yield object()
+        events.append("close fake")
+
+    class Local(containers.DeclarativeContainer):
+        session = providers.ScopedResource(open_real)
+
+    c = Local()
+    with c.session.override(providers.ScopedResource(open_fake)):
+        with c.scope():
+            first = c.session()
+            assert c.session() is first
+        with c.scope():
+            assert c.session() is not first
+    assert "open real" not in events
+    assert events == ["open fake", "close fake", "open fake", "close fake"]
+
+
+def test_async_resource_overridden_by_a_sync_one_opens_a_sync_scope():
+    """An async resource overridden by a sync ScopedResource does not refuse a sync scope."""
+
+    async def open_real():
+        yield "real"
+
+    def open_fake():
+        yield "fake"
+
+    class Local(containers.DeclarativeContainer):
+        session = providers.ScopedResource(open_real)
+
+    c = Local()
+    with c.session.override(providers.ScopedResource(open_fake)), c.scope():
+        assert c.session() == "fake"
