@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import pathlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -47,3 +48,52 @@ def stored_titles(database_path: pathlib.Path) -> list[str]:
     """The committed note titles, sorted."""
     with contextlib.closing(sqlite3.connect(database_path)) as connection:
         return [title for (title,) in connection.execute("select title from notes order by title")]
+
+
+class WebSocketClient:
+    """One WebSocket connection to an ASGI app, spoken in ASGI messages."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"test")],
+            "client": ("127.0.0.1", 1234),
+            "server": ("test", 80),
+            "subprotocols": [],
+        }
+        self.to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self.from_app: asyncio.Queue[Message] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WebSocketClient:
+        self.task = asyncio.create_task(self.app(self.scope, self.to_app.get, self.from_app.put))
+        await self.to_app.put({"type": "websocket.connect"})
+        accepted = await self._next()
+        assert accepted["type"] == "websocket.accept", accepted
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self.task is not None
+        await self.to_app.put({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(self.task, LIFESPAN_TIMEOUT)
+
+    async def send_text(self, text: str) -> None:
+        """Send a text message to the app."""
+        await self.to_app.put({"type": "websocket.receive", "text": text})
+
+    async def receive_json(self) -> Any:
+        """Wait for the app's next message and decode it as JSON."""
+        message = await self._next()
+        assert message["type"] == "websocket.send", message
+        return json.loads(message["text"])
+
+    async def _next(self) -> Message:
+        return await asyncio.wait_for(self.from_app.get(), LIFESPAN_TIMEOUT)
