@@ -533,3 +533,37 @@ async def test_cancelled_scope_body_delivers_the_cancellation_to_finalisers():
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, TIMEOUT)
     assert events == ["rollback CancelledError"]
+
+
+def test_threads_waiting_on_a_failed_creation_create_it_once_more():
+    """When the creating thread fails, the waiting threads create the instance once between them."""
+    calls = []
+    lock = threading.Lock()
+
+    def build():
+        with lock:
+            calls.append(1)
+            attempt = len(calls)
+        time.sleep(0.05)
+        if attempt == 1:
+            raise ConnectionError("first attempt fails")
+        return Thing()
+
+    class Local(containers.DeclarativeContainer):
+        service = providers.ScopedFactory(build)
+
+    c = Local()
+
+    def resolve():
+        try:
+            return c.service()
+        except ConnectionError as error:
+            return error
+
+    with c.scope():
+        results = run_in_threads(6, resolve)
+        created = c.service()
+    failures = [result for result in results if isinstance(result, ConnectionError)]
+    assert len(failures) == 1
+    assert all(result is created for result in results if result not in failures)
+    assert len(calls) == 2
