@@ -159,14 +159,18 @@ router = APIRouter()
 
 @router.post("/notes", status_code=201)
 @inject
-async def create_note(body: NoteIn, service: NoteService = Depends(Provide[Container.service])) -> dict[str, str]:
+async def create_note(
+    body: NoteIn, service: NoteService = Depends(Provide[Container.service])
+) -> dict[str, str]:
     """Create a note; it is committed before the 201 is sent."""
     return note_json(service.create(body.title))
 
 
 @router.get("/notes")
 @inject
-async def list_notes(notes: NoteRepository = Depends(Provide[Container.notes])) -> list[dict[str, str]]:
+async def list_notes(
+    notes: NoteRepository = Depends(Provide[Container.notes]),
+) -> list[dict[str, str]]:
     """List the notes."""
     return [note_json(note) for note in await notes.all()]
 
@@ -222,7 +226,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(database_url: str | None = None) -> FastAPI:
     """Build the app and its container; ``database_url`` defaults to ``$DATABASE_URL``."""
     container = Container()
-    container.config.database_url.from_value(database_url or os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    container.config.database_url.from_value(
+        database_url or os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
     app = FastAPI(title="Notes", lifespan=lifespan)
     app.state.container = container
     app.include_router(router)

@@ -20,9 +20,8 @@ if str(REPOSITORY_ROOT) not in sys.path:
     sys.path.insert(0, str(REPOSITORY_ROOT))
 
 import httpx  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
-
 from examples.app import create_app  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
 
 from .helpers import run_lifespan  # noqa: E402
 
@@ -47,5 +46,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     instead of being raised into the test.
     """
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with run_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://notes.test") as client:
+    async with (
+        run_lifespan(app),
+        httpx.AsyncClient(transport=transport, base_url="http://notes.test") as client,
+    ):
         yield client

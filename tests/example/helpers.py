@@ -8,11 +8,18 @@ import json
 import pathlib
 import sqlite3
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 LIFESPAN_TIMEOUT = 10.0
+
+
+async def _call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    await app(scope, receive, send)
 
 
 @contextlib.asynccontextmanager
@@ -20,8 +27,12 @@ async def run_lifespan(app: ASGIApp) -> AsyncIterator[None]:
     """Run ``app``'s lifespan through its whole middleware stack, as a server does."""
     to_app: asyncio.Queue[Message] = asyncio.Queue()
     from_app: asyncio.Queue[Message] = asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-    task = asyncio.create_task(app(scope, to_app.get, from_app.put))
+    scope: Scope = {
+        "type": "lifespan",
+        "asgi": {"version": "3.0", "spec_version": "2.0"},
+        "state": {},
+    }
+    task = asyncio.create_task(_call(app, scope, to_app.get, from_app.put))
     try:
         await to_app.put({"type": "lifespan.startup"})
         started = await asyncio.wait_for(from_app.get(), LIFESPAN_TIMEOUT)
@@ -41,7 +52,7 @@ async def run_lifespan(app: ASGIApp) -> AsyncIterator[None]:
 def stored_rows(database_path: pathlib.Path, table: str) -> list[tuple[Any, ...]]:
     """Every row of ``table``, read through a connection of its own (committed data only)."""
     with contextlib.closing(sqlite3.connect(database_path)) as connection:
-        return connection.execute(f"select * from {table}").fetchall()  # noqa: S608 - fixed names
+        return connection.execute(f"select * from {table}").fetchall()
 
 
 def stored_titles(database_path: pathlib.Path) -> list[str]:
@@ -55,7 +66,7 @@ class WebSocketClient:
 
     def __init__(self, app: ASGIApp, path: str) -> None:
         self.app = app
-        self.scope = {
+        self.scope: Scope = {
             "type": "websocket",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1",
@@ -73,8 +84,10 @@ class WebSocketClient:
         self.from_app: asyncio.Queue[Message] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> WebSocketClient:
-        self.task = asyncio.create_task(self.app(self.scope, self.to_app.get, self.from_app.put))
+    async def __aenter__(self) -> Self:
+        self.task = asyncio.create_task(
+            _call(self.app, self.scope, self.to_app.get, self.from_app.put)
+        )
         await self.to_app.put({"type": "websocket.connect"})
         accepted = await self._next()
         assert accepted["type"] == "websocket.accept", accepted

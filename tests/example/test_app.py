@@ -15,7 +15,9 @@ from .helpers import stored_rows, stored_titles
 CONCURRENT_REQUESTS = 50
 
 
-async def test_service_and_repositories_share_the_request_session(client: httpx.AsyncClient) -> None:
+async def test_service_and_repositories_share_the_request_session(
+    client: httpx.AsyncClient,
+) -> None:
     """The service and both repositories of one request get the same session."""
     sessions = (await client.get("/debug/session")).json()
     assert sessions["service"] == sessions["notes"] == sessions["events"]
@@ -40,10 +42,14 @@ async def test_created_note_is_committed_before_the_response(
     response = await client.post("/notes", json={"title": "groceries"})
     assert response.status_code == 201
     assert stored_titles(database_path) == ["groceries"]
-    assert [row[1:] for row in stored_rows(database_path, "events")] == [(response.json()["id"], "created", "/notes")]
+    assert [row[1:] for row in stored_rows(database_path, "events")] == [
+        (response.json()["id"], "created", "/notes")
+    ]
 
 
-async def test_unhandled_error_rolls_back(client: httpx.AsyncClient, database_path: pathlib.Path) -> None:
+async def test_unhandled_error_rolls_back(
+    client: httpx.AsyncClient, database_path: pathlib.Path
+) -> None:
     """An endpoint that writes and then raises answers 500 and leaves nothing behind."""
     response = await client.post("/notes/fail", json={"title": "doomed"})
     assert response.status_code == 500
@@ -51,7 +57,9 @@ async def test_unhandled_error_rolls_back(client: httpx.AsyncClient, database_pa
     assert stored_rows(database_path, "events") == []
 
 
-async def test_http_exception_rolls_back(client: httpx.AsyncClient, database_path: pathlib.Path) -> None:
+async def test_http_exception_rolls_back(
+    client: httpx.AsyncClient, database_path: pathlib.Path
+) -> None:
     """An endpoint that writes and then raises HTTPException(400) answers 400 and commits nothing."""
     response = await client.post("/notes/reject", json={"title": "rejected"})
     assert response.status_code == 400
@@ -82,17 +90,23 @@ async def test_failed_commit_answers_500_instead_of_201(
 
 async def test_concurrent_requests_each_get_their_own_session(client: httpx.AsyncClient) -> None:
     """Fifty concurrent requests all succeed, each with one session of its own."""
-    responses = await asyncio.gather(*(client.get("/debug/session") for _ in range(CONCURRENT_REQUESTS)))
+    responses = await asyncio.gather(
+        *(client.get("/debug/session") for _ in range(CONCURRENT_REQUESTS))
+    )
     assert [response.status_code for response in responses] == [200] * CONCURRENT_REQUESTS
     sessions = [response.json() for response in responses]
     assert all(seen["service"] == seen["notes"] == seen["events"] for seen in sessions)
     assert len({seen["service"] for seen in sessions}) == CONCURRENT_REQUESTS
 
 
-async def test_concurrent_creates_are_all_committed(client: httpx.AsyncClient, database_path: pathlib.Path) -> None:
+async def test_concurrent_creates_are_all_committed(
+    client: httpx.AsyncClient, database_path: pathlib.Path
+) -> None:
     """Fifty concurrent creates all answer 201 and all their notes are committed."""
     titles = [f"note {number:02}" for number in range(CONCURRENT_REQUESTS)]
-    responses = await asyncio.gather(*(client.post("/notes", json={"title": title}) for title in titles))
+    responses = await asyncio.gather(
+        *(client.post("/notes", json={"title": title}) for title in titles)
+    )
     assert [response.status_code for response in responses] == [201] * CONCURRENT_REQUESTS
     assert stored_titles(database_path) == titles
     assert len(stored_rows(database_path, "events")) == CONCURRENT_REQUESTS
@@ -121,7 +135,9 @@ async def test_background_task_cannot_resolve_the_closed_request_session(
     assert isinstance(outcomes[0], errors.NoActiveScopeError)
 
 
-async def test_task_outliving_its_request_gets_scope_closed_error(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_task_outliving_its_request_gets_scope_closed_error(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
     """A task started by a request that resolves the session after the response raises ScopeClosedError."""
     container = app.state.container
     response_sent = asyncio.Event()

@@ -20,7 +20,9 @@ from dependency_injector_scoped import containers, errors, get_current_scope, pr
 from dependency_injector_scoped.ext.starlette import ErrorResponse, ScopeMiddleware
 
 
-def recording_container(log: list[Any], *, fail_commit: bool = False) -> containers.DynamicContainer:
+def recording_container(
+    log: list[Any], *, fail_commit: bool = False
+) -> containers.DynamicContainer:
     """A container whose one scoped resource logs how its scope ended."""
 
     async def open_resource() -> AsyncIterator[str]:
@@ -159,7 +161,9 @@ async def test_failed_commit_replaces_the_response_with_500(log: list[Any]) -> N
 
 
 @pytest.mark.parametrize("spec_version", ["2.4", "2.0"], ids=["same-task", "helper-task"])
-async def test_streaming_commits_before_the_final_body_message(log: list[Any], spec_version: str) -> None:
+async def test_streaming_commits_before_the_final_body_message(
+    log: list[Any], spec_version: str
+) -> None:
     """A streaming response sends its status and chunks first, and its final message after the commit."""
     await serve(build_app(recording_container(log), log), log, "/stream", spec_version)
     assert log == [
@@ -196,10 +200,13 @@ async def test_named_scope_binds_providers_declared_with_that_name(log: list[Any
     container.resource = providers.ScopedResource(open_resource, scope="request")
 
     async def ok(request: Request) -> Response:
-        return PlainTextResponse(get_current_scope().name)
+        current = get_current_scope()
+        assert current is not None
+        return PlainTextResponse(current.name)
 
     app = Starlette(
-        routes=[Route("/ok", ok)], middleware=[Middleware(ScopeMiddleware, container=container, name="request")]
+        routes=[Route("/ok", ok)],
+        middleware=[Middleware(ScopeMiddleware, container=container, name="request")],
     )
     await serve(app, log, "/ok")
     assert log == ["open", "commit", ("start", 200), ("body", b"request", False)]
@@ -234,4 +241,3 @@ def test_middleware_module_is_not_imported_by_the_package() -> None:
         "sys.exit('dependency_injector_scoped.ext.starlette' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
-

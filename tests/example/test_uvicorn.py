@@ -29,7 +29,9 @@ def serving(app: FastAPI) -> Iterator[str]:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", log_config=None)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", log_config=None
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
@@ -62,10 +64,14 @@ async def test_real_server_commits_before_answering_and_rolls_back_failures(
 
             assert (await client.post("/notes", json={"title": "first"})).status_code == 500
             assert (await client.post("/notes/fail", json={"title": "failed"})).status_code == 500
-            assert (await client.post("/notes/reject", json={"title": "rejected"})).status_code == 400
+            assert (
+                await client.post("/notes/reject", json={"title": "rejected"})
+            ).status_code == 400
 
             titles = [f"concurrent {number:02}" for number in range(CONCURRENT_REQUESTS)]
-            responses = await asyncio.gather(*(client.post("/notes", json={"title": title}) for title in titles))
+            responses = await asyncio.gather(
+                *(client.post("/notes", json={"title": title}) for title in titles)
+            )
             assert [response.status_code for response in responses] == [201] * CONCURRENT_REQUESTS
 
             listed = await client.get("/notes")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from examples.app import session_key
 from fastapi import FastAPI, WebSocket
 
 from dependency_injector_scoped import Scope as DIScope
 from dependency_injector_scoped import get_current_scope
-
-from examples.app import session_key
 
 from .helpers import WebSocketClient, run_lifespan
 

@@ -137,7 +137,9 @@ class ScopeMiddleware:
     def _new_scope(self, connection: Request | WebSocket) -> DIScope:
         return open_scope(self.container, self.name, values={self.request_key: connection})
 
-    async def _run_http(self, di_scope: DIScope, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _run_http(
+        self, di_scope: DIScope, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         await _open(di_scope)
         exchange = _HttpExchange(di_scope, scope, receive, send)
         try:
@@ -150,7 +152,9 @@ class ScopeMiddleware:
             # The final message came from a helper task, or never came.
             await exchange.finish(exchange.final)
 
-    async def _run_websocket(self, di_scope: DIScope, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _run_websocket(
+        self, di_scope: DIScope, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         await _open(di_scope)
         try:
             await self.app(scope, receive, send)
@@ -183,7 +187,8 @@ class _HttpExchange:
             self.status_code = message["status"]
             return
         if self.di_scope.is_open and (
-            kind == "http.response.pathsend" or (kind in _BODY_MESSAGES and not message.get("more_body", False))
+            kind == "http.response.pathsend"
+            or (kind in _BODY_MESSAGES and not message.get("more_body", False))
         ):
             if anyio.get_current_task().id == self.task_id:
                 await self.finish(message)
@@ -208,7 +213,9 @@ class _HttpExchange:
         except Exception:
             if self.start is not None:
                 self.start = None
-                await PlainTextResponse("Internal Server Error", status_code=500)(self.scope, self.receive, self.send)
+                await PlainTextResponse("Internal Server Error", status_code=500)(
+                    self.scope, self.receive, self.send
+                )
             raise
         await self._send_start()
         if final is not None:
