@@ -9,10 +9,11 @@ with a ``scope(name=None, *, values=None)`` method that returns a new
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers as _upstream
-from dependency_injector.containers import (
+from dependency_injector.containers import (  # type: ignore[attr-defined]
     Container,
     DeclarativeContainerMetaClass,
     ProvidersOverridingContext,
@@ -25,6 +26,9 @@ from dependency_injector.containers import (
 
 from . import _graph
 from ._scope import open_scope
+
+if TYPE_CHECKING:
+    from ._scope import Scope
 
 __all__ = [
     "Container",
@@ -40,7 +44,7 @@ __all__ = [
 ]
 
 
-class DynamicContainer(_upstream.DynamicContainer):  # type: ignore[misc]
+class DynamicContainer(_upstream.DynamicContainer):
     """Dynamic container whose instances open scopes with ``scope()``."""
 
     scope = open_scope
@@ -58,10 +62,18 @@ class DynamicContainer(_upstream.DynamicContainer):  # type: ignore[misc]
             _graph.forget_plan(self)
 
 
-class DeclarativeContainer(_upstream.DeclarativeContainer):  # type: ignore[misc]
+class DeclarativeContainer(_upstream.DeclarativeContainer):
     """Declarative container whose instances open scopes with ``scope()``."""
 
     instance_type = DynamicContainer
+
+    if TYPE_CHECKING:
+        # Instances are DynamicContainers at run time; this tells type
+        # checkers about the method they get from it.
+        def scope(
+            self, name: str | None = None, *, values: Mapping[Any, Any] | None = None
+        ) -> Scope:
+            """Return a new, unopened scope of this container."""
 
 
 def _name_scoped(provider: Any, name: str) -> None:
