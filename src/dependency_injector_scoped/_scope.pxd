@@ -29,6 +29,7 @@ cdef class Pending:
     cdef object value
     cdef object error
     cdef list futures
+    cdef object task
 
     cdef void settle(self, object value)
     cdef void fail(self, object error, bint retry)
@@ -52,12 +53,12 @@ cdef class Scope:
 
     cdef bint add_finalizer(self, object provider, int kind, object obj) except -1
     cdef object discard(self, object provider, int kind, object obj)
-    cdef object _open(self, int mode)
-    cdef object _close(self, object exc)
-    cdef object _eager_init(self)
+    cdef void _open(self, int mode) except *
+    cdef void _begin_close(self) except *
+    cdef object _init_entry(self, tuple entry)
+    cdef void _init_eager_sync(self) except *
     cdef object _abort(self, object error)
     cdef void _detach(self) except *
-    cdef object _finalize(self, object exc)
     cdef bint _eager_async(self)
     cdef list _run_sync_finalizers(self, object exc)
     cdef void _after_close(self) except *

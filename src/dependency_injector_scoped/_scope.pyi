@@ -4,10 +4,11 @@ from types import TracebackType
 from typing import Any, Literal
 
 from dependency_injector.containers import Container
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 logger: logging.Logger
 
+@disjoint_base
 class Scope:
     @property
     def name(self) -> str | None: ...
@@ -48,6 +49,7 @@ class Scope:
 class Ready:
     def __await__(self) -> Generator[Any, Any, Any]: ...
 
+@disjoint_base
 class Pending:
     async def wait_async(self) -> None: ...
 

@@ -65,6 +65,8 @@ cdef object _current_set = _current.set
 cdef object _current_reset = _current.reset
 
 cdef tuple _EMPTY = ()
+cdef dict _NO_KWARGS = {}  # never mutated by the providers
+cdef object _END = object()
 
 
 cdef object current_scope():
@@ -117,36 +119,13 @@ cdef bint is_awaitable(object value) except -1:
     return result
 
 
-cdef class Ready:
-    """An awaitable that is already done: awaiting it costs no event-loop trip."""
-
-    cdef object value
-
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        raise StopIteration(self.value)
-
-    def send(self, value):
-        raise StopIteration(self.value)
-
-    def throw(self, typ, val=None, tb=None):
-        if val is None:
-            raise typ
-        raise val
-
-    def close(self):
-        pass
+async def _done(value):
+    """An awaitable of ``value``; awaiting it never suspends."""
+    return value
 
 
 cdef object ready(object value):
-    cdef Ready awaitable = Ready.__new__(Ready)
-    awaitable.value = value
-    return awaitable
+    return _done(value)
 
 
 cdef class Pending:
@@ -283,22 +262,69 @@ cdef class Scope:
 
     def __enter__(self):
         self._open(MODE_SYNC)
+        self._init_eager_sync()
         return self
 
     def __exit__(self, exc_type, exc, traceback):
-        self._close(exc)
+        self._begin_close()
+        if self.async_finalizers:
+            # Unreachable through the public API: asynchronous resources are
+            # refused in synchronous scopes before they are created.
+            raise ScopeError(f"{self!r} holds asynchronous resources: use `async with`.")
+        errors = self._run_sync_finalizers(exc)
+        self._after_close()
+        _report(errors, exc)
         return False
 
     async def __aenter__(self):
-        pending = self._open(MODE_ASYNC)
-        if pending is not None:
-            await pending
+        cdef Py_ssize_t index
+        self._open(MODE_ASYNC)
+        # Each eager resource is created and awaited before the next one is
+        # created, here rather than in a helper coroutine: one layer less.
+        for index in range(len(self._eager)):
+            try:
+                result = self._init_entry(<tuple>self._eager[index])
+                if result is not None and is_awaitable(result):
+                    await result
+            except BaseException as error:
+                pending = self._abort(error)
+                if pending is not None:
+                    await pending
+                raise
         return self
 
     async def __aexit__(self, exc_type, exc, traceback):
-        pending = self._close(exc)
-        if pending is not None:
-            await pending
+        cdef list errors = None
+        if self.state != STATE_CLOSING:  # shutdown() and _abort() detach first
+            self._begin_close()
+        if not self.async_finalizers:
+            errors = self._run_sync_finalizers(exc)
+        else:
+            while self.finalizers:
+                provider, kind, obj = self.finalizers.pop()
+                try:
+                    if kind == FINALIZE_ASYNC_GENERATOR and exc is None:
+                        # The common case inline: no coroutine per resource, and
+                        # anext() with a default reports the generator's end
+                        # without an exception to catch.
+                        if await anext(obj, _END) is _END:
+                            continue
+                        await obj.aclose()
+                        raise ScopeError(
+                            f"The async generator of {_describe(provider)} yielded more "
+                            "than once; a resource generator yields exactly one value."
+                        )
+                    elif kind > 10:
+                        await _finalize_async(provider, kind, obj, exc)
+                    else:
+                        _finalize_sync(provider, kind, obj, exc)
+                except BaseException as error:
+                    if error is not exc:
+                        if errors is None:
+                            errors = []
+                        errors.append((provider, error))
+        self._after_close()
+        _report(errors, exc)
         return False
 
     def init(self):
@@ -306,14 +332,24 @@ cdef class Scope:
 
         Returns an awaitable when any of those resources is asynchronous.
         """
-        return self._open(MODE_EXPLICIT)
+        self._open(MODE_EXPLICIT)
+        if self._eager_async():
+            return self._init_eager_async()
+        self._init_eager_sync()
+        return None
 
     def shutdown(self, exc=None):
         """Finalise and close the scope, delivering ``exc`` to the finalisers.
 
-        Returns an awaitable when any finaliser is asynchronous.
+        Returns an awaitable when any resource involved is asynchronous.
         """
-        return self._close(exc)
+        self._begin_close()
+        if self.async_finalizers or self._eager_async():
+            return self.__aexit__(None, exc, None)
+        errors = self._run_sync_finalizers(exc)
+        self._after_close()
+        _report(errors, exc)
+        return None
 
     # Introspection --------------------------------------------------------
 
@@ -339,7 +375,7 @@ cdef class Scope:
 
     # Opening --------------------------------------------------------------
 
-    cdef object _open(self, int mode):
+    cdef void _open(self, int mode) except *:
         if self.state != STATE_NEW:
             raise ScopeError(
                 f"{self!r} was already used; a scope token opens once. "
@@ -347,8 +383,11 @@ cdef class Scope:
             )
         self.mode = mode
         if mode == MODE_SYNC:
-            for provider, scope_name, is_async in self._eager:
-                if is_async and scope_name == self.name and (<Provider>provider)._last_overriding is None:
+            for entry in self._eager:
+                if entry[1] is not self.name and entry[1] != self.name:
+                    continue
+                provider = _eager_target(entry)
+                if provider is not None and provider.is_async:
                     raise ScopeError(
                         f"{_describe(provider)} is asynchronous and cannot be initialised "
                         "in a synchronous scope: use `async with container.scope():`."
@@ -356,43 +395,36 @@ cdef class Scope:
         self.parent = current_scope()
         self._token = _set_current(self)
         self.state = STATE_OPEN
-        if not self._eager:
-            return None
-        return self._eager_init()
 
-    cdef object _eager_init(self):
-        cdef list waiting = None
+    cdef object _init_entry(self, tuple entry):
+        """Initialise one eager resource of the plan: its value, an awaitable, or None."""
         cdef Provider provider
+        scope_name = entry[1]
+        if scope_name is not self.name and scope_name != self.name:
+            return None
+        provider = entry[0]
+        if provider._last_overriding is not None:
+            provider = _eager_target(entry)
+            if provider is None:
+                return None
+        return provider._provide(_EMPTY, _NO_KWARGS)
+
+    cdef void _init_eager_sync(self) except *:
         for entry in self._eager:
-            provider = entry[0]
-            scope_name = entry[1]
-            if scope_name is not self.name and scope_name != self.name:
-                continue
-            if provider._last_overriding is not None:
-                continue
             try:
-                result = provider._provide(_EMPTY, {})
+                self._init_entry(<tuple>entry)
             except BaseException as error:
                 self._abort(error)
                 raise
-            if result is not None and is_awaitable(result):
-                if waiting is None:
-                    waiting = []
-                waiting.append(result)
-        if waiting is None:
-            return None
-        return self._await_eager(waiting)
 
-    async def _await_eager(self, list waiting):
-        cdef int index
-        for index in range(len(waiting)):
+    async def _init_eager_async(self):
+        """The eager resources of an explicit ``init()``, one after the other."""
+        for entry in self._eager:
             try:
-                await waiting[index]
+                result = self._init_entry(<tuple>entry)
+                if result is not None and is_awaitable(result):
+                    await result
             except BaseException as error:
-                for rest in waiting[index + 1:]:
-                    close = getattr(rest, "close", None)
-                    if close is not None:
-                        close()
                 pending = self._abort(error)
                 if pending is not None:
                     await pending
@@ -402,7 +434,12 @@ cdef class Scope:
         # Initialisation failed part-way: finalise what was created, with the
         # error, and leave the context as it was before init().
         self._detach()
-        return self._finalize(error)
+        if self.async_finalizers:
+            return self.__aexit__(None, error, None)
+        errors = self._run_sync_finalizers(error)
+        self._after_close()
+        _report(errors, error)
+        return None
 
     # Closing --------------------------------------------------------------
 
@@ -416,7 +453,7 @@ cdef class Scope:
             ) from None
         self.state = STATE_CLOSING
 
-    cdef object _close(self, object exc):
+    cdef void _begin_close(self) except *:
         if self.state != STATE_OPEN:
             if self.state == STATE_NEW:
                 raise ScopeError(f"{self!r} is not open: call init() or enter it first.")
@@ -427,25 +464,13 @@ cdef class Scope:
                 "first, in the context that opened them."
             )
         self._detach()
-        return self._finalize(exc)
-
-    cdef object _finalize(self, object exc):
-        if self.async_finalizers:
-            if self.mode == MODE_SYNC:
-                # Unreachable through the public API: asynchronous resources
-                # are refused in synchronous scopes before they are created.
-                raise ScopeError(f"{self!r} holds asynchronous resources: use `async with`.")
-            return self._run_async_finalizers(exc)
-        errors = self._run_sync_finalizers(exc)
-        self._after_close()
-        _report(errors, exc)
-        if self.mode == MODE_EXPLICIT and self._eager_async():
-            return ready(None)
-        return None
 
     cdef bint _eager_async(self):
-        for _, scope_name, is_async in self._eager:
-            if is_async and scope_name == self.name:
+        for entry in self._eager:
+            if entry[1] is not self.name and entry[1] != self.name:
+                continue
+            provider = _eager_target(entry)
+            if provider is not None and provider.is_async:
                 return True
         return False
 
@@ -463,21 +488,6 @@ cdef class Scope:
                         errors = []
                     errors.append((provider, error))
         return errors
-
-    async def _run_async_finalizers(self, exc):
-        cdef list errors = []
-        while self.finalizers:
-            provider, kind, obj = self.finalizers.pop()
-            try:
-                if kind > 10:
-                    await _finalize_async(provider, kind, obj, exc)
-                else:
-                    _finalize_sync(provider, kind, obj, exc)
-            except BaseException as error:
-                if error is not exc:
-                    errors.append((provider, error))
-        self._after_close()
-        _report(errors, exc)
 
     cdef void _after_close(self) except *:
         self.state = STATE_CLOSED
@@ -523,6 +533,32 @@ cdef class Scope:
                 "`async with` or shutdown().",
                 ResourceWarning,
             )
+
+
+# ScopedResource, registered by the providers module (which cimports this one).
+cdef object _resource_type = None
+
+
+def _register_resource_type(cls):
+    global _resource_type
+    _resource_type = cls
+
+
+cdef object _eager_target(tuple entry):
+    """The provider that ``Scope.init()`` initialises for a plan entry, or None.
+
+    An overridden resource's own initialiser never runs; when the overriding
+    provider is itself a scoped resource, that one is initialised instead, so
+    overrides made after the plan was computed are honoured.
+    """
+    cdef Provider provider = entry[0]
+    if provider._last_overriding is None:
+        return provider
+    while provider._last_overriding is not None:
+        provider = provider._last_overriding
+    if isinstance(provider, _resource_type):
+        return provider
+    return None
 
 
 cdef str _describe(object provider):
@@ -609,11 +645,19 @@ cdef void _report(list errors, object exc) except *:
     if exc is None:
         for _, error in errors:
             if not isinstance(error, Exception):
+                # A cancellation or exit from a finaliser wins; the other
+                # errors are logged and noted on it rather than lost.
+                _attach(error, [item for item in errors if item[1] is not error])
                 raise error
         raise FinalizerError(
             f"{len(errors)} finaliser(s) failed while closing the scope: {names}",
             [error for _, error in errors],
         )
+    _attach(exc, errors)
+
+
+cdef void _attach(object exc, list errors) except *:
+    """Log each finaliser error and add it as a note to ``exc``."""
     for provider, error in errors:
         logger.error("Finaliser of %s failed", _describe(provider), exc_info=error)
         note = f"While closing the scope, the finaliser of {_describe(provider)} failed: {error!r}"

@@ -14,11 +14,12 @@ from dependency_injector.providers import *  # noqa: F403
 from dependency_injector.providers import BaseResource as BaseResource
 from dependency_injector.providers import Factory as Factory
 from dependency_injector.providers import Provider as Provider
-from typing_extensions import TypeVar
+from typing_extensions import TypeVar, disjoint_base
 
 _T = TypeVar("_T")
 _V = TypeVar("_V", default=Any)
 
+@disjoint_base
 class ScopedFactory(Factory[_T]):
     _name: str | None
     def __init__(
@@ -31,6 +32,7 @@ class ScopedFactory(Factory[_T]):
     @property
     def scope_name(self) -> str | None: ...
 
+@disjoint_base
 class ScopedResource(BaseResource[_T]):
     _name: str | None
     @overload
@@ -102,6 +104,7 @@ class ScopedResource(BaseResource[_T]):
     @property
     def is_async(self) -> bool: ...
 
+@disjoint_base
 class ScopedValue(Provider[_V]):
     _name: str | None
     @overload

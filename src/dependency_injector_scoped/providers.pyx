@@ -52,7 +52,7 @@ from ._scope cimport (
     ready,
 )
 
-from ._scope import describe
+from ._scope import _register_resource_type, describe
 from .errors import MissingScopeValueError, NoActiveScopeError, ScopeClosedError, ScopeError
 
 if sys.version_info >= (3, 11):
@@ -167,13 +167,16 @@ cdef object _invoke(
         tuple inj_kwargs,
         int inj_kwargs_len,
         object current,
+        object sync_provider,
         bint* deferred,
 ):
     """Call ``call`` with its injections, or return a coroutine that will.
 
     Injections that resolve to awaitables are awaited one after the other in
     a single coroutine (no tasks, no gather, no callbacks); ``deferred`` is
-    set when that coroutine is returned instead of the call's result.
+    set when that coroutine is returned instead of the call's result.  In a
+    synchronous scope (``sync_provider`` given) awaitable injections are
+    closed and refused with an error naming that provider.
     """
     cdef Py_ssize_t index
     cdef Py_ssize_t extra
@@ -233,6 +236,14 @@ cdef object _invoke(
         if kwargs:
             return PyObject_Call(call, args, <PyObject*>kwargs)
         return PyObject_Call(call, args, NULL)
+    if sync_provider is not None:
+        for index in range(2, len(awaited), 3):
+            _close_quietly(awaited[index])
+        raise ScopeError(
+            f"{describe(sync_provider)} depends on a provider that must be awaited "
+            "and cannot be created in a synchronous scope: use "
+            "`async with container.scope():`."
+        )
     deferred[0] = True
     positional_list = list(args)
     for index in range(0, len(awaited), 3):
@@ -279,7 +290,7 @@ cdef object _create(Provider provider, Scope scope, object current, object entry
         raise
     if deferred:
         if scope.mode == MODE_SYNC:
-            result.close()
+            _close_quietly(result)
             error = ScopeError(
                 f"{describe(provider)} needs to await (an asynchronous dependency "
                 "or initializer) and cannot be created in a synchronous scope: use "
@@ -291,6 +302,8 @@ cdef object _create(Provider provider, Scope scope, object current, object entry
         marker = async_marker()
         PyDict_SetItem(scope.instances, provider, marker)
         scope.async_pending += 1
+        if isinstance(provider, ScopedResource):
+            return result  # _enter_async settles the marker itself: one coroutine less.
         return _finish_async(provider, scope, marker, result)
     _settle(scope, provider, marker, result)
     return result
@@ -319,6 +332,8 @@ cdef void _abandon(Scope scope, object provider, Pending marker, object error) e
 
 
 async def _finish_async(provider, Scope scope, Pending marker, coroutine):
+    # The creating task: if it ends up waiting on its own creation, that is a cycle.
+    marker.task = _current_task()
     try:
         try:
             value = await coroutine
@@ -334,7 +349,7 @@ async def _finish_async(provider, Scope scope, Pending marker, coroutine):
 cdef object _wait(Provider provider, Scope scope, Pending marker, tuple args, dict kwargs):
     """Another resolution is creating ``provider`` in ``scope``: share its result."""
     if marker.owner == PyThread_get_thread_ident():
-        if marker.is_async:
+        if marker.is_async and (marker.task is None or marker.task is not _current_task()):
             return _wait_async(provider, marker, args, kwargs)
         raise ScopeError(
             f"Circular dependency: {describe(provider)} was resolved again while "
@@ -356,13 +371,7 @@ async def _wait_async(Provider provider, Pending marker, tuple args, dict kwargs
     return result
 
 
-def _cancelled_error_type():
-    from asyncio import CancelledError
-
-    return CancelledError
-
-
-_CancelledError = _cancelled_error_type()
+from asyncio import CancelledError as _CancelledError, current_task as _current_task
 
 
 # ScopedFactory -------------------------------------------------------------
@@ -431,6 +440,7 @@ cdef class ScopedFactory(Factory):
             instantiator._kwargs,
             instantiator._kwargs_len,
             current,
+            self if scope.mode == MODE_SYNC else None,
             deferred,
         )
         if not deferred[0] and is_awaitable(instance):
@@ -439,7 +449,10 @@ cdef class ScopedFactory(Factory):
             return instance
         if deferred[0]:
             return _inject_attributes_async(self._attributes, instance, current)
-        attributes = _invoke(dict, (), (), 0, {}, self._attributes, self._attributes_len, current, deferred)
+        attributes = _invoke(
+            dict, (), (), 0, {}, self._attributes, self._attributes_len, current,
+            self if scope.mode == MODE_SYNC else None, deferred,
+        )
         if deferred[0]:
             return _inject_attributes_async(None, _pair(instance, attributes), current)
         for name, value in (<dict>attributes).items():
@@ -457,7 +470,7 @@ async def _inject_attributes_async(tuple injections, awaitable, current):
         instance, attributes = await awaitable
     else:
         instance = await awaitable
-        attributes = _invoke(dict, (), (), 0, {}, injections, len(injections), current, &deferred)
+        attributes = _invoke(dict, (), (), 0, {}, injections, len(injections), current, None, &deferred)
         if deferred:
             attributes = await attributes
     for name, value in attributes.items():
@@ -618,6 +631,7 @@ cdef class ScopedResource(BaseResource):
             self._kwargs,
             self._kwargs_len,
             current,
+            self if scope.mode == MODE_SYNC else None,
             deferred,
         )
         if deferred[0]:
@@ -679,53 +693,73 @@ cdef void _close_quietly(object obj):
 
 
 async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_call):
+    """Initialise a resource that must await, then settle its marker.
+
+    ``_create`` puts this creation's asynchronous marker in the scope before
+    the coroutine first runs; it is read back here.
+    """
+    cdef Pending marker = <Pending>scope.instances[provider]
     cdef int kind = provider._kind
-    cdef int finalizer
-    if obj_is_call:
-        obj = await obj
-    if kind == KIND_ASYNC_GENERATOR:
+    cdef int finalizer = 0
+    marker.task = _current_task()
+    try:
         try:
-            value = await obj.__anext__()
-        except StopAsyncIteration:
-            raise ScopeError(
-                f"The async generator of {describe(provider)} returned without "
-                "yielding; a resource generator yields exactly one value."
-            ) from None
-        finalizer = FINALIZE_ASYNC_GENERATOR
-    elif kind == KIND_ASYNC_RESOURCE or kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
-        value = await obj.__aenter__()
-        if kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
-            finalizer = FINALIZE_ASYNC_RESOURCE
-        else:
-            finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
-    elif kind == KIND_GENERATOR:
-        try:
-            value = next(obj)
-        except StopIteration:
-            raise ScopeError(
-                f"The generator of {describe(provider)} returned without yielding; "
-                "a resource generator yields exactly one value."
-            ) from None
-        finalizer = FINALIZE_GENERATOR
-    elif kind == KIND_RESOURCE or kind == KIND_RESOURCE_WITH_ERROR:
-        value = obj.__enter__()
-        finalizer = FINALIZE_RESOURCE if kind == KIND_RESOURCE_WITH_ERROR else FINALIZE_CONTEXT_MANAGER
-    else:
-        if is_awaitable(obj):
-            obj = await obj
-        if _is_async_context_manager(obj):
-            value = await obj.__aenter__()
-            finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
-        elif _is_context_manager(obj):
-            value = obj.__enter__()
-            finalizer = FINALIZE_CONTEXT_MANAGER
-        else:
-            return obj
-    if not scope.add_finalizer(provider, finalizer, obj):
-        pending = scope.discard(provider, finalizer, obj)
-        if pending is not None:
-            await pending
-        raise ScopeClosedError(f"{describe(provider)} was initialised after its scope closed.")
+            if obj_is_call:
+                obj = await obj
+            if kind == KIND_ASYNC_GENERATOR:
+                try:
+                    value = await obj.__anext__()
+                except StopAsyncIteration:
+                    raise ScopeError(
+                        f"The async generator of {describe(provider)} returned without "
+                        "yielding; a resource generator yields exactly one value."
+                    ) from None
+                finalizer = FINALIZE_ASYNC_GENERATOR
+            elif kind == KIND_ASYNC_RESOURCE or kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
+                value = await obj.__aenter__()
+                if kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
+                    finalizer = FINALIZE_ASYNC_RESOURCE
+                else:
+                    finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
+            elif kind == KIND_GENERATOR:
+                try:
+                    value = next(obj)
+                except StopIteration:
+                    raise ScopeError(
+                        f"The generator of {describe(provider)} returned without yielding; "
+                        "a resource generator yields exactly one value."
+                    ) from None
+                finalizer = FINALIZE_GENERATOR
+            elif kind == KIND_RESOURCE or kind == KIND_RESOURCE_WITH_ERROR:
+                value = obj.__enter__()
+                if kind == KIND_RESOURCE_WITH_ERROR:
+                    finalizer = FINALIZE_RESOURCE
+                else:
+                    finalizer = FINALIZE_CONTEXT_MANAGER
+            else:
+                if is_awaitable(obj):
+                    obj = await obj
+                if _is_async_context_manager(obj):
+                    value = await obj.__aenter__()
+                    finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
+                elif _is_context_manager(obj):
+                    value = obj.__enter__()
+                    finalizer = FINALIZE_CONTEXT_MANAGER
+                else:
+                    value = obj
+            if finalizer and not scope.add_finalizer(provider, finalizer, obj):
+                pending = scope.discard(provider, finalizer, obj)
+                if pending is not None:
+                    await pending
+                raise ScopeClosedError(
+                    f"{describe(provider)} was initialised after its scope closed."
+                )
+        finally:
+            scope.async_pending -= 1
+    except BaseException as error:
+        _abandon(scope, provider, marker, error)
+        raise
+    _settle(scope, provider, marker, value)
     return value
 
 
@@ -793,6 +827,9 @@ cdef class ScopedValue(Provider):
             f"given it. Pass it when opening the scope: "
             f"container.scope(values={{{self._key!r}: ...}})."
         )
+
+
+_register_resource_type(ScopedResource)
 
 
 def _upstream_public_names():
