@@ -172,7 +172,9 @@ def async_loop(loop: asyncio.AbstractEventLoop, body: Callable[[], Any]) -> Call
     return run
 
 
-def measure(contenders: dict[str, Callable[[int], float]], loops: int, rounds: int) -> dict[str, float]:
+def measure(
+    contenders: dict[str, Callable[[int], float]], loops: int, rounds: int
+) -> dict[str, float]:
     """Median ns/op per contender; contenders alternate within every round."""
     for run in contenders.values():  # warm-up: settles upstream's async mode, caches
         run(max(loops // 10, 100))
@@ -196,7 +198,10 @@ def case_hit(loops: int, rounds: int) -> dict[str, float]:
         scoped = container.thing
         scoped()
         return measure(
-            {"ScopedFactory hit": sync_loop(scoped), "upstream Singleton hit": sync_loop(singleton)},
+            {
+                "ScopedFactory hit": sync_loop(scoped),
+                "upstream Singleton hit": sync_loop(singleton),
+            },
             loops,
             rounds,
         )
@@ -226,7 +231,9 @@ def case_create_and_scope(loops: int, rounds: int) -> dict[str, float]:
         loops,
         rounds,
     )
-    results["ScopedFactory creation"] = results["scope + ScopedFactory creation"] - results["empty scope"]
+    results["ScopedFactory creation"] = (
+        results["scope + ScopedFactory creation"] - results["empty scope"]
+    )
     return results
 
 
@@ -360,21 +367,54 @@ def main(argv: list[str] | None = None) -> int:
     async_ = case_request_async(loops, rounds)
 
     rows = [
-        ("ScopedFactory hit / upstream Singleton hit", hit["ScopedFactory hit"], hit["upstream Singleton hit"], 1.3),
-        ("ScopedFactory creation / upstream Factory call", create["ScopedFactory creation"], create["upstream Factory call"], 1.2),
-        ("empty `with scope()` / upstream Factory call", create["empty scope"], create["upstream Factory call"], 1.5),
-        ("sync request cycle / hand-written", sync["dependency-injector-scoped"], sync["hand-written"], 1.3),
-        ("async request cycle / hand-written", async_["dependency-injector-scoped"], async_["hand-written"], 1.5),
+        (
+            "ScopedFactory hit / upstream Singleton hit",
+            hit["ScopedFactory hit"],
+            hit["upstream Singleton hit"],
+            1.3,
+        ),
+        (
+            "ScopedFactory creation / upstream Factory call",
+            create["ScopedFactory creation"],
+            create["upstream Factory call"],
+            1.2,
+        ),
+        (
+            "empty `with scope()` / upstream Factory call",
+            create["empty scope"],
+            create["upstream Factory call"],
+            1.5,
+        ),
+        (
+            "sync request cycle / hand-written",
+            sync["dependency-injector-scoped"],
+            sync["hand-written"],
+            1.3,
+        ),
+        (
+            "async request cycle / hand-written",
+            async_["dependency-injector-scoped"],
+            async_["hand-written"],
+            1.5,
+        ),
     ]
     peers = []
     for label, results in (("sync", sync), ("async", async_)):
         for name in ("upstream ContextLocalResource", "dishka"):
             if name in results:
-                peers.append((f"{label} request cycle: {name} / hand-written", results[name], results["hand-written"]))
+                peers.append(
+                    (
+                        f"{label} request cycle: {name} / hand-written",
+                        results[name],
+                        results["hand-written"],
+                    )
+                )
 
-    build = "abi3 (limited API)" if any(
-        name.endswith(".abi3.so") for name in _extension_files()
-    ) else "version-specific"
+    build = (
+        "abi3 (limited API)"
+        if any(name.endswith(".abi3.so") for name in _extension_files())
+        else "version-specific"
+    )
     info = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -384,16 +424,25 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rounds,
     }
     if options.json:
-        print(json.dumps({"info": info, "hit": hit, "create": create, "sync": sync, "async": async_}, indent=2))
+        print(
+            json.dumps(
+                {"info": info, "hit": hit, "create": create, "sync": sync, "async": async_},
+                indent=2,
+            )
+        )
         return 0
 
-    print(f"Python {info['python']} on {info['machine']}, {build} build, {rounds} rounds x {loops} loops, medians")
+    print(
+        f"Python {info['python']} on {info['machine']}, {build} build, {rounds} rounds x {loops} loops, medians"
+    )
     print()
     print("| case | ours (ns) | baseline (ns) | ratio | target |")
     print("|---|---:|---:|---:|---:|")
     for label, ours, baseline, target in rows:
         verdict = "ok" if ours / baseline <= target else "MISSED"
-        print(f"| {label} | {ours:.0f} | {baseline:.0f} | {ours / baseline:.2f}x | <= {target}x {verdict} |")
+        print(
+            f"| {label} | {ours:.0f} | {baseline:.0f} | {ours / baseline:.2f}x | <= {target}x {verdict} |"
+        )
     print()
     print("| peer | peer (ns) | hand-written (ns) | ratio |")
     print("|---|---:|---:|---:|")

@@ -27,7 +27,7 @@ def _postgres_available() -> str | None:
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
             connection.execute("select 1")
-    except Exception as error:  # noqa: BLE001 - any failure means "not available"
+    except Exception as error:
         return f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}"
     return None
 

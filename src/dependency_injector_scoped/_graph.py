@@ -59,7 +59,9 @@ def provider_names(container: Any, prefix: str = "") -> dict[Any, str]:
     for name, provider in container.providers.items():
         names.setdefault(provider, prefix + name)
         if isinstance(provider, upstream.Container):
-            for nested, nested_name in provider_names(provider.container, f"{prefix}{name}.").items():
+            for nested, nested_name in provider_names(
+                provider.container, f"{prefix}{name}."
+            ).items():
                 names.setdefault(nested, nested_name)
     return names
 

@@ -9,7 +9,6 @@ and siblings.
 """
 
 import logging
-import sys
 from asyncio import get_running_loop
 from collections.abc import Coroutine as _AbcCoroutine
 from contextvars import ContextVar
@@ -18,16 +17,13 @@ from types import CoroutineType
 from warnings import warn
 
 cimport cython
-from cpython.dict cimport PyDict_Clear, PyDict_SetItem
+from cpython.dict cimport PyDict_Clear
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
 
 from dependency_injector.providers cimport Provider
 
-from .errors import FinalizerError, NoActiveScopeError, ScopeClosedError, ScopeError
-
-if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
-    from exceptiongroup import BaseExceptionGroup  # noqa: F401
+from .errors import FinalizerError, ScopeClosedError, ScopeError
 
 logger = logging.getLogger("dependency_injector_scoped")
 

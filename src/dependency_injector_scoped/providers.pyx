@@ -765,9 +765,6 @@ async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_ca
 
 # ScopedValue ---------------------------------------------------------------
 
-cdef object _MISSING = object()
-
-
 cdef class ScopedValue(Provider):
     """Provides a value given when a scope was opened.
 
