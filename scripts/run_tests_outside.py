@@ -2,9 +2,10 @@
 
 Usage: ``python scripts/run_tests_outside.py PROJECT_DIR [PYTEST_ARGS...]``
 
-Copies ``PROJECT_DIR/tests`` and the pytest configuration into a temporary
-directory, checks that ``dependency_injector_scoped`` is imported from the
-environment (not from ``PROJECT_DIR/src``), and runs pytest there.  A run
+Copies ``PROJECT_DIR/tests`` (with ``examples``, which the example app's
+tests import) and the pytest configuration into a temporary directory,
+checks that ``dependency_injector_scoped`` is imported from the environment
+(not from ``PROJECT_DIR/src``), and runs pytest there.  A run
 that collects no test fails: pytest's exit code 5 becomes 1.
 """
 
@@ -29,6 +30,9 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="dis-tests-") as directory:
         workdir = pathlib.Path(directory)
         shutil.copytree(project / "tests", workdir / "tests")
+        # The example app's tests import ``examples`` from beside ``tests``.
+        if (project / "examples").is_dir():
+            shutil.copytree(project / "examples", workdir / "examples")
         shutil.copy2(project / "pyproject.toml", workdir / "pyproject.toml")
         environment = dict(os.environ)
         environment.pop("PYTHONPATH", None)
