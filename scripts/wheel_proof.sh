@@ -225,7 +225,7 @@ done
 [[ ${#tested[@]} -gt 0 ]] || fail "no CPython 3.10-3.14 found"
 
 step "twine check (sdist and repaired wheels)"
-"$TOOLS_PYTHON" -m twine check --strict "$SDIST" "$WORK"/repaired*/*.whl
+NO_COLOR=1 "$TOOLS_PYTHON" -m twine check --strict "$SDIST" "$WORK"/repaired*/*.whl
 
 # 5 -------------------------------------------------------------------------
 step "sdist from source: pip install $(basename "$SDIST") (compiling) into a fresh venv"
