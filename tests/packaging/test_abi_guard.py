@@ -58,7 +58,8 @@ def _environment_with(root: pathlib.Path, upstream_version: str) -> pathlib.Path
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            "--only-binary=:all:",
+            # Upstream ships no wheel for some platforms (macOS x86_64).
+            "--prefer-binary",
             "--target",
             site_packages,
             *requirements,
