@@ -42,6 +42,7 @@ cdef class Scope:
     cdef readonly Scope parent
     cdef dict _values
     cdef dict instances
+    cdef tuple _first_finalizer
     cdef list finalizers
     cdef int state
     cdef int mode
@@ -61,6 +62,7 @@ cdef class Scope:
     cdef void _detach(self) except *
     cdef bint _eager_async(self)
     cdef list _run_sync_finalizers(self, object exc)
+    cdef tuple _pop_finalizer(self)
     cdef void _after_close(self) except *
 
 

@@ -296,8 +296,11 @@ cdef class Scope:
         if not self.async_finalizers:
             errors = self._run_sync_finalizers(exc)
         else:
-            while self.finalizers:
-                provider, kind, obj = self.finalizers.pop()
+            while True:
+                entry = self._pop_finalizer()
+                if entry is None:
+                    break
+                provider, kind, obj = entry
                 try:
                     if kind == FINALIZE_ASYNC_GENERATOR and exc is None:
                         # The common case inline: no coroutine per resource, and
@@ -470,12 +473,22 @@ cdef class Scope:
                 return True
         return False
 
+    cdef tuple _pop_finalizer(self):
+        """The most recent finaliser not yet run, or None."""
+        cdef tuple entry
+        if self.finalizers:
+            return self.finalizers.pop()
+        entry = self._first_finalizer
+        self._first_finalizer = None
+        return entry
+
     cdef list _run_sync_finalizers(self, object exc):
         cdef list errors = None
-        if self.finalizers is None:
-            return None
-        while self.finalizers:
-            provider, kind, obj = self.finalizers.pop()
+        while True:
+            entry = self._pop_finalizer()
+            if entry is None:
+                return errors
+            provider, kind, obj = entry
             try:
                 _finalize_sync(provider, kind, obj, exc)
             except BaseException as error:
@@ -483,7 +496,6 @@ cdef class Scope:
                     if errors is None:
                         errors = []
                     errors.append((provider, error))
-        return errors
 
     cdef void _after_close(self) except *:
         self.state = STATE_CLOSED
@@ -502,9 +514,13 @@ cdef class Scope:
     cdef bint add_finalizer(self, object provider, int kind, object obj) except -1:
         if self.state != STATE_OPEN:
             return False
-        if self.finalizers is None:
-            self.finalizers = []
-        self.finalizers.append((provider, kind, obj))
+        # The first finaliser is kept in a field: most scopes hold one resource.
+        if self._first_finalizer is None:
+            self._first_finalizer = (provider, kind, obj)
+        else:
+            if self.finalizers is None:
+                self.finalizers = []
+            self.finalizers.append((provider, kind, obj))
         if kind > 10:
             self.async_finalizers += 1
         return True
@@ -521,10 +537,11 @@ cdef class Scope:
         return None
 
     def __dealloc__(self):
-        if self.state == STATE_OPEN and self.finalizers:
+        if self.state == STATE_OPEN and self._first_finalizer is not None:
             # svcs-style warning: resources held by a scope nobody closed.
             warn(
-                f"A scope was garbage-collected while open: {len(self.finalizers)} "
+                f"A scope was garbage-collected while open: "
+                f"{1 + len(self.finalizers or ())} "
                 "resource(s) were never finalised. Close scopes with `with`, "
                 "`async with` or shutdown().",
                 ResourceWarning,
