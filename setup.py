@@ -18,9 +18,18 @@ extensions.  Environment switches:
 
 import os
 import sys
+import sysconfig
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+if sys.implementation.name != "cpython" or sysconfig.get_config_var("Py_GIL_DISABLED"):
+    # The classes subclass dependency-injector's C types through their structs
+    # and vtables, and creating a scoped instance exactly once relies on the GIL.
+    sys.exit(
+        "dependency-injector-scoped supports CPython with the GIL only; "
+        f"this is {sys.implementation.name} {sys.version.split()[0]}."
+    )
 
 LIMITED_API = os.environ.get("DIS_LIMITED_API", "0") == "1" and sys.implementation.name == "cpython"
 LINETRACE = os.environ.get("DIS_LINETRACE", "0") == "1"

@@ -23,7 +23,7 @@ SCOPED_TYPES = (ScopedFactory, ScopedResource, ScopedValue)
 # Providers that keep what they create for longer than a scope.
 APP_LIFETIME_TYPES = (upstream.BaseSingleton, upstream.BaseResource)
 
-EagerPlan = tuple[tuple[ScopedResource, Any, bool], ...]
+EagerPlan = tuple[tuple[ScopedResource[Any], Any, bool], ...]
 
 
 def plan_for(container: Any) -> EagerPlan:

@@ -44,7 +44,7 @@ class CaptiveDependencyError(ScopeError):
     """An app-lifetime provider depends on a scoped one and would capture it."""
 
 
-class FinalizerError(ExceptionGroup, Error):  # type: ignore[misc]
+class FinalizerError(ExceptionGroup, Error):  # type: ignore[misc, unused-ignore]
     """One or more finalisers failed while a scope closed cleanly.
 
     Every finaliser still ran; ``exceptions`` holds each failure in reverse
