@@ -36,6 +36,13 @@ cdef class Pending:
     cdef void _wake(self)
 
 
+cdef class AsyncEntry:
+    cdef object agen
+
+    cdef object finish(self, object value, bint yielded)
+    cdef void fail(self, object error) except *
+
+
 cdef class Scope:
     cdef readonly object name
     cdef readonly object container
@@ -43,6 +50,7 @@ cdef class Scope:
     cdef dict _values
     cdef dict instances
     cdef tuple _first_finalizer
+    cdef object entry_provider
     cdef list finalizers
     cdef int state
     cdef int mode

@@ -216,6 +216,20 @@ cdef void block_while_creating(Scope scope, object provider, object marker) exce
         _blocked -= 1
 
 
+cdef class AsyncEntry:
+    """An eager async-generator resource waiting for its first value.
+
+    ``Scope`` awaits ``anext(agen)`` itself while opening, instead of a
+    coroutine per resource; the providers module completes the entry.
+    """
+
+    cdef object finish(self, object value, bint yielded):
+        raise NotImplementedError
+
+    cdef void fail(self, object error) except *:
+        raise NotImplementedError
+
+
 cdef Scope new_scope(object container, object name, object values, tuple eager):
     cdef Scope scope = Scope.__new__(Scope)
     scope.container = container
@@ -280,7 +294,16 @@ cdef class Scope:
         for index in range(len(self._eager)):
             try:
                 result = self._init_entry(<tuple>self._eager[index])
-                if result is not None and is_awaitable(result):
+                if result is None:
+                    continue
+                if isinstance(result, AsyncEntry):
+                    try:
+                        value = await anext((<AsyncEntry>result).agen, _END)
+                    except BaseException as error:
+                        (<AsyncEntry>result).fail(error)
+                        raise
+                    (<AsyncEntry>result).finish(value, value is not _END)
+                elif is_awaitable(result):
                     await result
             except BaseException as error:
                 pending = self._abort(error)
@@ -406,7 +429,11 @@ cdef class Scope:
             provider = _eager_target(entry)
             if provider is None:
                 return None
-        return provider._provide(_EMPTY, _NO_KWARGS)
+        # Lets this provider, and no dependency it creates, answer with an AsyncEntry.
+        self.entry_provider = provider
+        result = provider._provide(_EMPTY, _NO_KWARGS)
+        self.entry_provider = None
+        return result
 
     cdef void _init_eager_sync(self) except *:
         for entry in self._eager:
@@ -421,7 +448,16 @@ cdef class Scope:
         for entry in self._eager:
             try:
                 result = self._init_entry(<tuple>entry)
-                if result is not None and is_awaitable(result):
+                if result is None:
+                    continue
+                if isinstance(result, AsyncEntry):
+                    try:
+                        value = await anext((<AsyncEntry>result).agen, _END)
+                    except BaseException as error:
+                        (<AsyncEntry>result).fail(error)
+                        raise
+                    (<AsyncEntry>result).finish(value, value is not _END)
+                elif is_awaitable(result):
                     await result
             except BaseException as error:
                 pending = self._abort(error)

@@ -33,6 +33,7 @@ from dependency_injector.providers cimport (
 )
 
 from ._scope cimport (
+    AsyncEntry,
     FINALIZE_ASYNC_CONTEXT_MANAGER,
     FINALIZE_ASYNC_GENERATOR,
     FINALIZE_ASYNC_RESOURCE,
@@ -299,6 +300,9 @@ cdef object _create(Provider provider, Scope scope, object current, object entry
             _abandon(scope, provider, marker, error)
             raise error
         # Coroutines of this event loop share an asynchronous creation.
+        if type(result) is _GeneratorEntry:
+            (<_GeneratorEntry>result).marker = marker
+            return result  # the opening scope awaits it; the thread's marker stays
         marker = async_marker()
         PyDict_SetItem(scope.instances, provider, marker)
         scope.async_pending += 1
@@ -668,6 +672,9 @@ cdef class ScopedResource(BaseResource):
                     "`async with container.scope():`."
                 )
             deferred[0] = True
+            if kind == KIND_ASYNC_GENERATOR and scope.entry_provider is self:
+                scope.entry_provider = None
+                return _GeneratorEntry(self, scope, obj)
             return _enter_async(self, scope, obj, False)
         if not scope.add_finalizer(self, finalizer, obj):
             scope.discard(self, finalizer, obj)
@@ -761,6 +768,39 @@ async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_ca
         raise
     _settle(scope, provider, marker, value)
     return value
+
+
+cdef class _GeneratorEntry(AsyncEntry):
+    """An eager async-generator resource: the opening scope awaits its first value."""
+
+    cdef ScopedResource provider
+    cdef Scope scope
+    cdef Pending marker
+
+    def __cinit__(self, ScopedResource provider, Scope scope, agen):
+        self.provider = provider
+        self.scope = scope
+        self.agen = agen
+
+    cdef object finish(self, object value, bint yielded):
+        if not yielded:
+            error = ScopeError(
+                f"The async generator of {describe(self.provider)} returned without "
+                "yielding; a resource generator yields exactly one value."
+            )
+            self.fail(error)
+            raise error
+        if not self.scope.add_finalizer(self.provider, FINALIZE_ASYNC_GENERATOR, self.agen):
+            error = ScopeClosedError(
+                f"{describe(self.provider)} was initialised after its scope closed."
+            )
+            self.fail(error)
+            raise error
+        _settle(self.scope, self.provider, self.marker, value)
+        return value
+
+    cdef void fail(self, object error) except *:
+        _abandon(self.scope, self.provider, self.marker, error)
 
 
 # ScopedValue ---------------------------------------------------------------
