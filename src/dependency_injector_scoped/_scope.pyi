@@ -47,6 +47,9 @@ class Scope:
     def __contains__(self, provider: object) -> bool: ...
 
 @disjoint_base
+class AsyncEntry: ...
+
+@disjoint_base
 class Pending:
     async def wait_async(self) -> None: ...
 
