@@ -75,6 +75,8 @@ cdef class Scope:
 
 
 cdef object current_scope()
+cdef object set_current(object scope)
+cdef void reset_current(object token) except *
 cdef Pending creating_marker()
 cdef Pending async_marker()
 cdef void notify_settled() except *

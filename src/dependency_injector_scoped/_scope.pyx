@@ -75,13 +75,13 @@ cdef object current_scope():
     return _current_get()
 
 
-cdef inline object _set_current(object scope):
+cdef object set_current(object scope):
     if DIS_CONTEXTVAR_API:
         return DIS_ContextVar_Set(_current_var, scope)
     return _current_set(scope)
 
 
-cdef inline void _reset_current(object token) except *:
+cdef void reset_current(object token) except *:
     if DIS_CONTEXTVAR_API:
         DIS_ContextVar_Reset(_current_var, token)
     else:
@@ -415,7 +415,7 @@ cdef class Scope:
                         "in a synchronous scope: use `async with container.scope():`."
                     )
         self.parent = current_scope()
-        self._token = _set_current(self)
+        self._token = set_current(self)
         self.state = STATE_OPEN
 
     cdef object _init_entry(self, tuple entry):
@@ -480,7 +480,7 @@ cdef class Scope:
 
     cdef void _detach(self) except *:
         try:
-            _reset_current(self._token)
+            reset_current(self._token)
         except ValueError:
             raise ScopeError(
                 f"{self!r} must be closed in the context that opened it: a child "

@@ -61,6 +61,32 @@ class DynamicContainer(_upstream.DynamicContainer):
         if was_provider:
             _graph.forget_plan(self)
 
+    # Overriding through the container re-checks the scoped graph at the next
+    # scope (captive dependencies an override brings in, eager resources).
+    # Overriding a provider directly (``container.session.override(...)``)
+    # is followed by the eager plan, but not re-checked for captives.
+
+    def override(self, overriding: Any) -> None:
+        """Override this container's providers with ``overriding``'s."""
+        super().override(overriding)
+        _graph.forget_plan(self)
+
+    def override_providers(self, **overriding_providers: Any) -> Any:
+        """Override providers by name; returns upstream's overriding context."""
+        context = super().override_providers(**overriding_providers)
+        _graph.forget_plan(self)
+        return context
+
+    def reset_last_overriding(self) -> None:
+        """Undo the last container override."""
+        super().reset_last_overriding()
+        _graph.forget_plan(self)
+
+    def reset_override(self) -> None:
+        """Undo every override."""
+        super().reset_override()
+        _graph.forget_plan(self)
+
 
 class DeclarativeContainer(_upstream.DeclarativeContainer):
     """Declarative container whose instances open scopes with ``scope()``."""

@@ -48,9 +48,11 @@ from ._scope cimport (
     block_while_creating,
     creating_marker,
     current_scope,
-    notify_settled,
     is_awaitable,
+    notify_settled,
     ready,
+    reset_current,
+    set_current,
 )
 
 from ._scope import _register_resource_type, describe
@@ -281,14 +283,23 @@ cdef object _create(Provider provider, Scope scope, object current, object entry
 
     marker = creating_marker()
     PyDict_SetItem(scope.instances, provider, marker)
-    try:
-        if isinstance(provider, ScopedFactory):
-            result = (<ScopedFactory>provider)._build(scope, current, args, kwargs, &deferred)
-        else:
-            result = (<ScopedResource>provider)._build(scope, current, args, kwargs, &deferred)
-    except BaseException as error:
-        _abandon(scope, provider, marker, error)
-        raise
+    if scope is not current:
+        # Bound to an outer (named) scope: its dependencies are resolved as seen
+        # from that scope, so it can never capture a shorter-lived instance.
+        token = set_current(scope)
+        try:
+            result = _build_instance(provider, scope, scope, args, kwargs, &deferred)
+        except BaseException as error:
+            reset_current(token)
+            _abandon(scope, provider, marker, error)
+            raise
+        reset_current(token)
+    else:
+        try:
+            result = _build_instance(provider, scope, current, args, kwargs, &deferred)
+        except BaseException as error:
+            _abandon(scope, provider, marker, error)
+            raise
     if deferred:
         if scope.mode == MODE_SYNC:
             _close_quietly(result)
@@ -311,6 +322,14 @@ cdef object _create(Provider provider, Scope scope, object current, object entry
         return _finish_async(provider, scope, marker, result)
     _settle(scope, provider, marker, result)
     return result
+
+
+cdef inline object _build_instance(
+        Provider provider, Scope scope, object current, tuple args, dict kwargs, bint* deferred
+):
+    if isinstance(provider, ScopedFactory):
+        return (<ScopedFactory>provider)._build(scope, current, args, kwargs, deferred)
+    return (<ScopedResource>provider)._build(scope, current, args, kwargs, deferred)
 
 
 cdef void _settle(Scope scope, object provider, Pending marker, object value) except *:

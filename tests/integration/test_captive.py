@@ -443,3 +443,20 @@ def test_message_says_what_to_do() -> None:
     message = str(caught.value)
     assert "ScopedFactory" in message
     assert "users.provider" in message
+
+
+def test_captive_brought_in_by_override_providers_is_rejected_on_next_scope() -> None:
+    """container.override_providers() after the first scope is re-checked when the next scope opens."""
+
+    class Local(containers.DeclarativeContainer):
+        session = providers.ScopedResource(open_session)
+        cache = upstream_providers.Singleton(dict)
+
+    c = Local()
+    with c.scope():
+        pass
+    with c.override_providers(cache=upstream_providers.Singleton(Holder, c.session)):
+        with pytest.raises(errors.CaptiveDependencyError, match="'session'"):
+            c.scope()
+    with c.scope():
+        assert c.cache() == {}

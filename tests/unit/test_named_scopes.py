@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dependency_injector_scoped import containers, providers, scope
+import pytest
+
+from dependency_injector_scoped import containers, errors, providers, scope
 
 
 class Thing:
@@ -116,3 +118,53 @@ def test_named_scope_via_the_free_function():
             pool = c.pool()
         with scope(c):
             assert c.pool() is pool
+
+
+def test_outer_bound_provider_resolves_unnamed_dependencies_in_its_own_scope():
+    """An app-bound provider's unnamed scoped dependency is created in the app scope, not the request's."""
+
+    class Local(containers.DeclarativeContainer):
+        helper = providers.ScopedFactory(Thing, "helper")
+        cache = providers.ScopedFactory(Thing, helper, scope="app")
+
+    c = Local()
+    with c.scope("app") as app:
+        with c.scope() as first:
+            cache = c.cache()
+            assert c.helper not in first
+        with c.scope() as second:
+            assert c.cache() is cache
+            assert c.helper() is not cache.parts[0]
+            assert c.helper in second
+        assert c.helper in app
+        assert c.helper() is cache.parts[0]
+
+
+def test_outer_bound_provider_cannot_capture_a_request_bound_dependency():
+    """An app-bound provider depending on a request-bound one raises NoActiveScopeError instead of capturing it."""
+
+    class Local(containers.DeclarativeContainer):
+        session = providers.ScopedFactory(Thing, "session", scope="request")
+        cache = providers.ScopedFactory(Thing, session, scope="app")
+
+    c = Local()
+    with c.scope("app"), c.scope("request"):
+        assert isinstance(c.session(), Thing)
+        with pytest.raises(errors.NoActiveScopeError, match="'session'"):
+            c.cache()
+
+
+def test_outer_bound_provider_cannot_capture_through_an_upstream_factory():
+    """The app scope is current while an app-bound provider is built, also behind an upstream Factory."""
+
+    class Local(containers.DeclarativeContainer):
+        request = providers.ScopedValue("request")
+        wrapper = providers.Factory(Thing, request)
+        cache = providers.ScopedFactory(Thing, wrapper, scope="app")
+
+    c = Local()
+    with c.scope("app"), c.scope(values={"request": "GET /"}):
+        assert c.wrapper().parts == ("GET /",)
+        with pytest.raises(errors.MissingScopeValueError, match="'request'"):
+            c.cache()
+        assert c.wrapper().parts == ("GET /",)
