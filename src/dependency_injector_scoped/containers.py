@@ -73,7 +73,7 @@ class DynamicContainer(_upstream.DynamicContainer):
 
     def override_providers(self, **overriding_providers: Any) -> Any:
         """Override providers by name; returns upstream's overriding context."""
-        context = super().override_providers(**overriding_providers)
+        context: Any = super().override_providers(**overriding_providers)
         _graph.forget_plan(self)
         return context
 
