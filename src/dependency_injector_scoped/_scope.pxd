@@ -74,7 +74,10 @@ cdef class Scope:
     cdef void _after_close(self) except *
 
 
+ctypedef object (*resource_resolver)(object provider, object current)
+
 cdef object current_scope()
+cdef void set_resource_resolver(resource_resolver resolver)
 cdef object set_current(object scope)
 cdef void reset_current(object token) except *
 cdef Pending creating_marker()

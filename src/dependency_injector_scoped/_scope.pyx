@@ -431,7 +431,10 @@ cdef class Scope:
                 return None
         # Lets this provider, and no dependency it creates, answer with an AsyncEntry.
         self.entry_provider = provider
-        result = provider._provide(_EMPTY, _NO_KWARGS)
+        if type(provider) is _resource_type:
+            result = _resolve_resource(provider, self)
+        else:
+            result = provider._provide(_EMPTY, _NO_KWARGS)
         self.entry_provider = None
         return result
 
@@ -584,8 +587,15 @@ cdef class Scope:
             )
 
 
-# ScopedResource, registered by the providers module (which cimports this one).
+# ScopedResource and a C entry point into it, registered by the providers
+# module (which cimports this one).
 cdef object _resource_type = None
+cdef resource_resolver _resolve_resource = NULL
+
+
+cdef void set_resource_resolver(resource_resolver resolver):
+    global _resolve_resource
+    _resolve_resource = resolver
 
 
 def _register_resource_type(cls):

@@ -34,3 +34,4 @@ cdef class ScopedValue(Provider):
     cdef public object _name
 
     cpdef object _provide(self, tuple args, dict kwargs)
+    cdef object _lookup(self)

@@ -53,6 +53,7 @@ from ._scope cimport (
     ready,
     reset_current,
     set_current,
+    set_resource_resolver,
 )
 
 from ._scope import _register_resource_type, describe
@@ -418,7 +419,12 @@ cdef class ScopedFactory(Factory):
     def __call__(self, *args, **kwargs):
         if self._last_overriding is not None:
             return self._last_overriding(*args, **kwargs)
-        result = self._provide(args, kwargs)
+        if type(self) is ScopedFactory:
+            # A direct C call: on CPython 3.12+ a cpdef call checks for a Python
+            # override with an attribute lookup on every call.
+            result = self._resolve(current_scope(), args, kwargs)
+        else:
+            result = self._provide(args, kwargs)
         if self._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
             return ready(result)
         return result
@@ -560,7 +566,12 @@ cdef class ScopedResource(BaseResource):
     def __call__(self, *args, **kwargs):
         if self._last_overriding is not None:
             return self._last_overriding(*args, **kwargs)
-        result = self._provide(args, kwargs)
+        if type(self) is ScopedResource:
+            # A direct C call: on CPython 3.12+ a cpdef call checks for a Python
+            # override with an attribute lookup on every call.
+            result = self._resolve(current_scope(), args, kwargs)
+        else:
+            result = self._provide(args, kwargs)
         if self._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
             return ready(result)
         return result
@@ -841,6 +852,8 @@ cdef class ScopedValue(Provider):
     def __call__(self, *args, **kwargs):
         if self._last_overriding is not None:
             return self._last_overriding(*args, **kwargs)
+        if type(self) is ScopedValue:
+            return self._lookup()
         return self._provide(args, kwargs)
 
     def __deepcopy__(self, memo):
@@ -867,6 +880,9 @@ cdef class ScopedValue(Provider):
         return self._scope_name
 
     cpdef object _provide(self, tuple args, dict kwargs):
+        return self._lookup()
+
+    cdef object _lookup(self):
         cdef Scope scope = _scope_for(self, self._scope_name, current_scope())
         cdef Scope searched = scope
         cdef PyObject* value
@@ -886,6 +902,13 @@ cdef class ScopedValue(Provider):
 
 
 _register_resource_type(ScopedResource)
+
+
+cdef object _resolve_resource(object provider, object current):
+    return (<ScopedResource>provider)._resolve(current, _NO_ARGS, _NO_KWARGS)
+
+
+set_resource_resolver(_resolve_resource)
 
 
 def _upstream_public_names():
