@@ -94,25 +94,36 @@ def get_current_scope():
 
 
 # Awaitable detection mirrors dependency-injector's rule (asyncio futures and
-# coroutines), cached in a small direct-mapped table keyed by type, which
-# holds a reference to each type it caches.
+# coroutines).  Answers are cached per type: first in a direct-mapped table
+# (which holds a reference to each type it caches), then in a dict, so two hot
+# types that share a slot cost a dict lookup, never the full check.
 cdef tuple _COROUTINE_TYPES = (CoroutineType, _AbcCoroutine)
-cdef PyObject* _type_cache[64]
-cdef bint _type_cache_awaitable[64]
+cdef PyObject* _type_cache[256]
+cdef bint _type_cache_awaitable[256]
+cdef dict _awaitable_types = {}
 
 
 cdef bint is_awaitable(object value) except -1:
     cdef PyObject* kind = DIS_TYPE(value)
-    cdef size_t slot = (<size_t>kind >> 4) & 63
+    cdef size_t address = <size_t>kind
+    cdef size_t slot = ((address >> 4) ^ (address >> 12)) & 255
     if _type_cache[slot] == kind:
         return _type_cache_awaitable[slot]
+    return _is_awaitable_type(kind, slot)
+
+
+cdef bint _is_awaitable_type(PyObject* kind, size_t slot) except -1:
     cls = <object>kind
-    result = hasattr(cls, "_asyncio_future_blocking") or issubclass(cls, _COROUTINE_TYPES)
+    known = _awaitable_types.get(cls)
+    if known is None:
+        known = hasattr(cls, "_asyncio_future_blocking") or issubclass(cls, _COROUTINE_TYPES)
+        if len(_awaitable_types) < 4096:
+            _awaitable_types[cls] = known
     Py_INCREF(cls)
     Py_XDECREF(_type_cache[slot])
     _type_cache[slot] = kind
-    _type_cache_awaitable[slot] = result
-    return result
+    _type_cache_awaitable[slot] = known
+    return known
 
 
 async def _done(value):
