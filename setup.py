@@ -8,7 +8,8 @@ extensions.  Environment switches:
     ``CYTHON_USE_TYPE_SPECS=1``.  ``1`` builds limited-API ``abi3`` extensions
     for CPython 3.10+, like dependency-injector's own wheels; they work, but
     the limited API has no ContextVar C API and no vectorcall before 3.12, and
-    scope entry and exit cost about twice as much (see benchmarks/).  Both
+    a request cycle costs about 1.1x (sync) to 1.7x (async) as much (see
+    benchmarks/ and the README).  Both
     make our classes heap types, whose reference count stays stable under
     upstream's limited-API ``tp_dealloc`` (a default static-type build
     crashes).
