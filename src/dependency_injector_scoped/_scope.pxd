@@ -64,11 +64,13 @@ cdef class Scope:
     cdef object discard(self, object provider, int kind, object obj)
     cdef void _open(self, int mode) except *
     cdef void _begin_close(self) except *
+    cdef object _eager_provider(self, tuple entry)
     cdef object _init_entry(self, tuple entry)
     cdef void _init_eager_sync(self) except *
     cdef object _abort(self, object error)
     cdef void _detach(self) except *
     cdef bint _eager_async(self)
+    cdef bint _eager_is_async(self, tuple entry) except -1
     cdef list _run_sync_finalizers(self, object exc)
     cdef tuple _pop_finalizer(self)
     cdef void _after_close(self) except *
@@ -86,4 +88,5 @@ cdef void notify_settled() except *
 cdef void block_while_creating(Scope scope, object provider, object marker) except *
 cdef Scope new_scope(object container, object name, object values, tuple eager)
 cdef bint is_awaitable(object value) except -1
+cdef object generator_error(object provider, bint is_async, bint never_yielded)
 cdef object ready(object value)

@@ -298,29 +298,9 @@ cdef class Scope:
         return False
 
     async def __aenter__(self):
-        cdef Py_ssize_t index
         self._open(MODE_ASYNC)
-        # Each eager resource is created and awaited before the next one is
-        # created, here rather than in a helper coroutine: one layer less.
-        for index in range(len(self._eager)):
-            try:
-                result = self._init_entry(<tuple>self._eager[index])
-                if result is None:
-                    continue
-                if isinstance(result, AsyncEntry):
-                    try:
-                        value = await anext((<AsyncEntry>result).agen, _END)
-                    except BaseException as error:
-                        (<AsyncEntry>result).fail(error)
-                        raise
-                    (<AsyncEntry>result).finish(value, value is not _END)
-                elif is_awaitable(result):
-                    await result
-            except BaseException as error:
-                pending = self._abort(error)
-                if pending is not None:
-                    await pending
-                raise
+        if self._eager:
+            await self._init_eager_async()
         return self
 
     async def __aexit__(self, exc_type, exc, traceback):
@@ -343,10 +323,7 @@ cdef class Scope:
                         if await anext(obj, _END) is _END:
                             continue
                         await obj.aclose()
-                        raise ScopeError(
-                            f"The async generator of {_describe(provider)} yielded more "
-                            "than once; a resource generator yields exactly one value."
-                        )
+                        raise generator_error(provider, True, False)
                     elif kind > 10:
                         await _finalize_async(provider, kind, obj, exc)
                     else:
@@ -417,35 +394,46 @@ cdef class Scope:
         self.mode = mode
         if mode == MODE_SYNC:
             for entry in self._eager:
-                if entry[1] is not self.name and entry[1] != self.name:
-                    continue
-                provider = _eager_target(entry)
-                if provider is not None and provider.is_async:
+                if self._eager_is_async(<tuple>entry):
                     raise ScopeError(
-                        f"{_describe(provider)} is asynchronous and cannot be initialised "
-                        "in a synchronous scope: use `async with container.scope():`."
+                        f"{_describe(self._eager_provider(<tuple>entry))} is asynchronous "
+                        "and cannot be initialised in a synchronous scope: use "
+                        "`async with container.scope():`."
                     )
         self.parent = current_scope()
         self._token = set_current(self)
         self.state = STATE_OPEN
 
-    cdef object _init_entry(self, tuple entry):
-        """Initialise one eager resource of the plan: its value, an awaitable, or None."""
+    cdef object _eager_provider(self, tuple entry):
+        """The provider this scope initialises for a plan entry, or None.
+
+        Entries bind by scope name.  An overridden resource's own initialiser
+        never runs; when the overriding provider is itself a scoped resource,
+        that one is initialised instead, so overrides made after the plan was
+        computed are honoured.
+        """
         cdef Provider provider
         scope_name = entry[1]
         if scope_name is not self.name and scope_name != self.name:
             return None
         provider = entry[0]
-        if provider._last_overriding is not None:
-            provider = _eager_target(entry)
-            if provider is None:
-                return None
+        if provider._last_overriding is None:
+            return provider
+        while provider._last_overriding is not None:
+            provider = provider._last_overriding
+        return provider if isinstance(provider, _resource_type) else None
+
+    cdef object _init_entry(self, tuple entry):
+        """Initialise one eager resource of the plan: its value, an awaitable, or None."""
+        provider = self._eager_provider(entry)
+        if provider is None:
+            return None
         # Lets this provider, and no dependency it creates, answer with an AsyncEntry.
         self.entry_provider = provider
         if type(provider) is _resource_type:
             result = _resolve_resource(provider, self)
         else:
-            result = provider._provide(_EMPTY, _NO_KWARGS)
+            result = (<Provider>provider)._provide(_EMPTY, _NO_KWARGS)
         self.entry_provider = None
         return result
 
@@ -458,7 +446,11 @@ cdef class Scope:
                 raise
 
     async def _init_eager_async(self):
-        """The eager resources of an explicit ``init()``, one after the other."""
+        """Create and await the eager resources, one after the other.
+
+        An eager async-generator resource comes back as an :class:`AsyncEntry`
+        whose first value is awaited here: no coroutine of its own.
+        """
         for entry in self._eager:
             try:
                 result = self._init_entry(<tuple>entry)
@@ -516,12 +508,18 @@ cdef class Scope:
 
     cdef bint _eager_async(self):
         for entry in self._eager:
-            if entry[1] is not self.name and entry[1] != self.name:
-                continue
-            provider = _eager_target(entry)
-            if provider is not None and provider.is_async:
+            if self._eager_is_async(<tuple>entry):
                 return True
         return False
+
+    cdef bint _eager_is_async(self, tuple entry) except -1:
+        """Whether this scope initialises an asynchronous resource for the entry."""
+        provider = self._eager_provider(entry)
+        if provider is None:
+            return False
+        if provider is entry[0]:
+            return entry[2]  # known when the plan was made
+        return provider.is_async
 
     cdef tuple _pop_finalizer(self):
         """The most recent finaliser not yet run, or None."""
@@ -614,28 +612,21 @@ def _register_resource_type(cls):
     _resource_type = cls
 
 
-cdef object _eager_target(tuple entry):
-    """The provider that ``Scope.init()`` initialises for a plan entry, or None.
-
-    An overridden resource's own initialiser never runs; when the overriding
-    provider is itself a scoped resource, that one is initialised instead, so
-    overrides made after the plan was computed are honoured.
-    """
-    cdef Provider provider = entry[0]
-    if provider._last_overriding is None:
-        return provider
-    while provider._last_overriding is not None:
-        provider = provider._last_overriding
-    if isinstance(provider, _resource_type):
-        return provider
-    return None
-
-
 cdef str _describe(object provider):
     name = getattr(provider, "_name", None)
     if name:
         return f"{type(provider).__name__} {name!r}"
     return repr(provider)
+
+
+cdef object generator_error(object provider, bint is_async, bint never_yielded):
+    """The error for a resource generator that broke the one-``yield`` rule."""
+    kind = "async generator" if is_async else "generator"
+    broke = "returned without yielding" if never_yielded else "yielded more than once"
+    return ScopeError(
+        f"The {kind} of {_describe(provider)} {broke}; "
+        "a resource generator yields exactly one value."
+    )
 
 
 def describe(provider):
@@ -658,10 +649,7 @@ cdef void _finalize_sync(object provider, int kind, object obj, object exc) exce
             except StopIteration:
                 return
         obj.close()
-        raise ScopeError(
-            f"The generator of {_describe(provider)} yielded more than once; "
-            "a resource generator yields exactly one value."
-        )
+        raise generator_error(provider, False, False)
     elif kind == FINALIZE_CONTEXT_MANAGER:
         if exc is None:
             obj.__exit__(None, None, None)
@@ -675,18 +663,16 @@ cdef void _finalize_sync(object provider, int kind, object obj, object exc) exce
 
 async def _finalize_async(object provider, int kind, object obj, object exc):
     if kind == FINALIZE_ASYNC_GENERATOR:
-        try:
-            if exc is None:
-                await obj.__anext__()
-            else:
+        if exc is None:
+            if await anext(obj, _END) is _END:
+                return
+        else:
+            try:
                 await obj.athrow(exc)
-        except StopAsyncIteration:
-            return
+            except StopAsyncIteration:
+                return
         await obj.aclose()
-        raise ScopeError(
-            f"The async generator of {_describe(provider)} yielded more than once; "
-            "a resource generator yields exactly one value."
-        )
+        raise generator_error(provider, True, False)
     elif kind == FINALIZE_ASYNC_CONTEXT_MANAGER:
         if exc is None:
             await obj.__aexit__(None, None, None)

@@ -25,7 +25,7 @@ cdef class ScopedResource(BaseResource):
     cdef ResourceState get_state(self)
     cdef object _resolve(self, object current, tuple args, dict kwargs)
     cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)
-    cdef object _enter_sync(self, Scope scope, object obj, bint* deferred)
+    cdef object _enter_sync(self, Scope scope, object obj, int kind, bint* deferred)
 
 
 cdef class ScopedValue(Provider):

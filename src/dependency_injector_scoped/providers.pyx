@@ -8,6 +8,8 @@ open scope (see :class:`dependency_injector_scoped.Scope`);
 
 import inspect
 import sys
+from asyncio import CancelledError as _CancelledError
+from asyncio import current_task as _current_task
 
 import dependency_injector.providers as _upstream
 from dependency_injector import resources as _resources
@@ -48,6 +50,7 @@ from ._scope cimport (
     block_while_creating,
     creating_marker,
     current_scope,
+    generator_error,
     is_awaitable,
     notify_settled,
     ready,
@@ -284,23 +287,21 @@ cdef object _create(Provider provider, Scope scope, object current, object entry
 
     marker = creating_marker()
     PyDict_SetItem(scope.instances, provider, marker)
+    token = None
     if scope is not current:
         # Bound to an outer (named) scope: its dependencies are resolved as seen
         # from that scope, so it can never capture a shorter-lived instance.
         token = set_current(scope)
-        try:
-            result = _build_instance(provider, scope, scope, args, kwargs, &deferred)
-        except BaseException as error:
+        current = scope
+    try:
+        result = _build_instance(provider, scope, current, args, kwargs, &deferred)
+    except BaseException as error:
+        if token is not None:
             reset_current(token)
-            _abandon(scope, provider, marker, error)
-            raise
+        _abandon(scope, provider, marker, error)
+        raise
+    if token is not None:
         reset_current(token)
-    else:
-        try:
-            result = _build_instance(provider, scope, current, args, kwargs, &deferred)
-        except BaseException as error:
-            _abandon(scope, provider, marker, error)
-            raise
     if deferred:
         if scope.mode == MODE_SYNC:
             _close_quietly(result)
@@ -395,7 +396,21 @@ async def _wait_async(Provider provider, Pending marker, tuple args, dict kwargs
     return result
 
 
-from asyncio import CancelledError as _CancelledError, current_task as _current_task
+cdef inline object _call(Provider provider, tuple args, dict kwargs):
+    """``__call__`` of the scoped providers: an overriding provider, else the scope's instance."""
+    if provider._last_overriding is not None:
+        return provider._last_overriding(*args, **kwargs)
+    # Direct C calls for the exact classes: on CPython 3.12+ a cpdef call checks
+    # for a Python override with an attribute lookup on every call.
+    if type(provider) is ScopedFactory:
+        result = (<ScopedFactory>provider)._resolve(current_scope(), args, kwargs)
+    elif type(provider) is ScopedResource:
+        result = (<ScopedResource>provider)._resolve(current_scope(), args, kwargs)
+    else:
+        result = provider._provide(args, kwargs)
+    if provider._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
+        return ready(result)
+    return result
 
 
 # ScopedFactory -------------------------------------------------------------
@@ -417,21 +432,11 @@ cdef class ScopedFactory(Factory):
         Factory.__init__(self, provides, *args, **kwargs)
 
     def __call__(self, *args, **kwargs):
-        if self._last_overriding is not None:
-            return self._last_overriding(*args, **kwargs)
-        if type(self) is ScopedFactory:
-            # A direct C call: on CPython 3.12+ a cpdef call checks for a Python
-            # override with an attribute lookup on every call.
-            result = self._resolve(current_scope(), args, kwargs)
-        else:
-            result = self._provide(args, kwargs)
-        if self._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
-            return ready(result)
-        return result
+        return _call(self, args, kwargs)
 
     def async_(self, *args, **kwargs):
         """Return an awaitable of the instance, whether or not it is created yet."""
-        result = self.__call__(*args, **kwargs)
+        result = _call(self, args, kwargs)
         return result if is_awaitable(result) else ready(result)
 
     def __deepcopy__(self, memo):
@@ -564,21 +569,11 @@ cdef class ScopedResource(BaseResource):
         BaseResource.__init__(self, provides, *args, **kwargs)
 
     def __call__(self, *args, **kwargs):
-        if self._last_overriding is not None:
-            return self._last_overriding(*args, **kwargs)
-        if type(self) is ScopedResource:
-            # A direct C call: on CPython 3.12+ a cpdef call checks for a Python
-            # override with an attribute lookup on every call.
-            result = self._resolve(current_scope(), args, kwargs)
-        else:
-            result = self._provide(args, kwargs)
-        if self._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
-            return ready(result)
-        return result
+        return _call(self, args, kwargs)
 
     def async_(self, *args, **kwargs):
         """Return an awaitable of the resource, whether or not it is initialised yet."""
-        result = self.__call__(*args, **kwargs)
+        result = _call(self, args, kwargs)
         return result if is_awaitable(result) else ready(result)
 
     def __deepcopy__(self, memo):
@@ -670,18 +665,15 @@ cdef class ScopedResource(BaseResource):
         )
         if deferred[0]:
             return _enter_async(self, scope, obj, True)
-        return self._enter_sync(scope, obj, deferred)
+        return self._enter_sync(scope, obj, self._kind, deferred)
 
-    cdef object _enter_sync(self, Scope scope, object obj, bint* deferred):
-        cdef int kind = self._kind
+    cdef object _enter_sync(self, Scope scope, object obj, int kind, bint* deferred):
+        """Enter what the initializer returned, as ``kind``; defer what must be awaited."""
         cdef int finalizer
         if kind == KIND_GENERATOR:
             first = PyIter_Next(obj)
             if first is NULL:
-                raise ScopeError(
-                    f"The generator of {describe(self)} returned without yielding; "
-                    "a resource generator yields exactly one value."
-                )
+                raise generator_error(self, False, True)
             value = <object>first
             Py_DECREF(value)
             finalizer = FINALIZE_GENERATOR
@@ -733,24 +725,22 @@ async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_ca
     """Initialise a resource that must await, then settle its marker.
 
     ``_create`` puts this creation's asynchronous marker in the scope before
-    the coroutine first runs; it is read back here.
+    the coroutine first runs; it is read back here.  Whatever needs no await
+    once the initializer's result is in hand goes through ``_enter_sync``.
     """
     cdef Pending marker = <Pending>scope.instances[provider]
     cdef int kind = provider._kind
     cdef int finalizer = 0
+    cdef bint deferred = False
     marker.task = _current_task()
     try:
         try:
             if obj_is_call:
                 obj = await obj
             if kind == KIND_ASYNC_GENERATOR:
-                try:
-                    value = await obj.__anext__()
-                except StopAsyncIteration:
-                    raise ScopeError(
-                        f"The async generator of {describe(provider)} returned without "
-                        "yielding; a resource generator yields exactly one value."
-                    ) from None
+                value = await anext(obj, _NOT_YIELDED)
+                if value is _NOT_YIELDED:
+                    raise generator_error(provider, True, True)
                 finalizer = FINALIZE_ASYNC_GENERATOR
             elif kind == KIND_ASYNC_RESOURCE or kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
                 value = await obj.__aenter__()
@@ -758,32 +748,18 @@ async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_ca
                     finalizer = FINALIZE_ASYNC_RESOURCE
                 else:
                     finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
-            elif kind == KIND_GENERATOR:
-                try:
-                    value = next(obj)
-                except StopIteration:
-                    raise ScopeError(
-                        f"The generator of {describe(provider)} returned without yielding; "
-                        "a resource generator yields exactly one value."
-                    ) from None
-                finalizer = FINALIZE_GENERATOR
-            elif kind == KIND_RESOURCE or kind == KIND_RESOURCE_WITH_ERROR:
-                value = obj.__enter__()
-                if kind == KIND_RESOURCE_WITH_ERROR:
-                    finalizer = FINALIZE_RESOURCE
-                else:
-                    finalizer = FINALIZE_CONTEXT_MANAGER
             else:
-                if is_awaitable(obj):
-                    obj = await obj
-                if _is_async_context_manager(obj):
+                if kind == KIND_COROUTINE or kind == KIND_CALLABLE:
+                    if is_awaitable(obj):
+                        obj = await obj
+                    kind = KIND_CALLABLE
+                if kind == KIND_CALLABLE and _is_async_context_manager(obj):
                     value = await obj.__aenter__()
                     finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
-                elif _is_context_manager(obj):
-                    value = obj.__enter__()
-                    finalizer = FINALIZE_CONTEXT_MANAGER
+                elif kind == KIND_CALLABLE and is_awaitable(obj):
+                    value = obj  # an awaitable's awaitable is the value, as upstream does
                 else:
-                    value = obj
+                    value = provider._enter_sync(scope, obj, kind, &deferred)
             if finalizer and not scope.add_finalizer(provider, finalizer, obj):
                 pending = scope.discard(provider, finalizer, obj)
                 if pending is not None:
@@ -800,6 +776,9 @@ async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_ca
     return value
 
 
+cdef object _NOT_YIELDED = object()
+
+
 cdef class _GeneratorEntry(AsyncEntry):
     """An eager async-generator resource: the opening scope awaits its first value."""
 
@@ -814,10 +793,7 @@ cdef class _GeneratorEntry(AsyncEntry):
 
     cdef object finish(self, object value, bint yielded):
         if not yielded:
-            error = ScopeError(
-                f"The async generator of {describe(self.provider)} returned without "
-                "yielding; a resource generator yields exactly one value."
-            )
+            error = generator_error(self.provider, True, True)
             self.fail(error)
             raise error
         if not self.scope.add_finalizer(self.provider, FINALIZE_ASYNC_GENERATOR, self.agen):
