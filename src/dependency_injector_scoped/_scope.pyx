@@ -297,11 +297,10 @@ cdef class Scope:
         _report(errors, exc)
         return False
 
-    async def __aenter__(self):
-        self._open(MODE_ASYNC)
-        if self._eager:
-            await self._init_eager_async()
-        return self
+    def __aenter__(self):
+        # A plain method returning the coroutine that opens the scope and
+        # awaits its eager resources: one coroutine, not two.
+        return self._init_eager_async(True)
 
     async def __aexit__(self, exc_type, exc, traceback):
         cdef list errors = None
@@ -344,7 +343,7 @@ cdef class Scope:
         """
         self._open(MODE_EXPLICIT)
         if self._eager_async():
-            return self._init_eager_async()
+            return self._init_eager_async(False)
         self._init_eager_sync()
         return None
 
@@ -445,12 +444,15 @@ cdef class Scope:
                 self._abort(error)
                 raise
 
-    async def _init_eager_async(self):
-        """Create and await the eager resources, one after the other.
+    async def _init_eager_async(self, bint opens):
+        """Open the scope if ``opens``, then create and await its eager resources.
 
-        An eager async-generator resource comes back as an :class:`AsyncEntry`
-        whose first value is awaited here: no coroutine of its own.
+        Resources are created one after the other.  An eager async-generator
+        resource comes back as an :class:`AsyncEntry` whose first value is
+        awaited here: no coroutine of its own.  Returns the scope.
         """
+        if opens:
+            self._open(MODE_ASYNC)
         for entry in self._eager:
             try:
                 result = self._init_entry(<tuple>entry)
@@ -470,6 +472,7 @@ cdef class Scope:
                 if pending is not None:
                     await pending
                 raise
+        return self
 
     cdef object _abort(self, object error):
         # Initialisation failed part-way: finalise what was created, with the

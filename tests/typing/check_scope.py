@@ -58,9 +58,9 @@ def check_free_function() -> None:
 
 def check_explicit_scope() -> None:
     scope = Container().scope()
-    assert_type(scope.init(), Awaitable[None] | None)
-    assert_type(scope.shutdown(), Awaitable[None] | None)
-    assert_type(scope.shutdown(exc=ValueError("failed")), Awaitable[None] | None)
+    assert_type(scope.init(), Awaitable[object] | None)
+    assert_type(scope.shutdown(), Awaitable[object] | None)
+    assert_type(scope.shutdown(exc=ValueError("failed")), Awaitable[object] | None)
     assert_type(scope.name, str | None)
     assert_type(scope.is_open, bool)
     assert_type(scope.closed, bool)
