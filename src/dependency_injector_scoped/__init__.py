@@ -33,12 +33,13 @@ _check_upstream_version()
 
 from . import containers, errors, providers  # noqa: E402
 from ._scope import Scope, get_current_scope  # noqa: E402
-from ._scope import open_scope as scope  # noqa: E402
+from .containers import check_scopes, scope  # noqa: E402
 
 __all__ = [
     "COMPILED_AGAINST",
     "Scope",
     "__version__",
+    "check_scopes",
     "containers",
     "errors",
     "get_current_scope",

@@ -1,5 +1,12 @@
 # cython: language_level=3
-"""The scope token and the context variable that holds the innermost open scope."""
+"""The scope token, its instance table and finalisers, and the context variables behind them.
+
+This module knows nothing of the providers: ``providers`` cimports it and
+talks to a :class:`Scope` through a few methods (look up, begin a creation,
+settle, abandon, add a closer).
+"""
+
+from cpython.ref cimport PyObject
 
 cdef enum:
     STATE_NEW = 0
@@ -8,39 +15,74 @@ cdef enum:
     STATE_CLOSED = 3
 
 cdef enum:
-    MODE_EXPLICIT = 0
     MODE_SYNC = 1
     MODE_ASYNC = 2
 
+# What a closer does with the object it holds; async kinds are above 10.
 cdef enum:
-    FINALIZE_GENERATOR = 1
-    FINALIZE_CONTEXT_MANAGER = 2
-    FINALIZE_RESOURCE = 3
-    FINALIZE_ASYNC_GENERATOR = 11
-    FINALIZE_ASYNC_CONTEXT_MANAGER = 12
-    FINALIZE_ASYNC_RESOURCE = 13
+    CLOSE_GENERATOR = 1
+    CLOSE_CONTEXT_MANAGER = 2
+    CLOSE_RESOURCE = 3
+    CLOSE_RESOURCE_WITH_ERROR = 4
+    CLOSE_ASYNC_GENERATOR = 11
+    CLOSE_ASYNC_CONTEXT_MANAGER = 12
+    CLOSE_ASYNC_RESOURCE = 13
+    CLOSE_ASYNC_RESOURCE_WITH_ERROR = 14
 
 
-cdef class Pending:
-    cdef unsigned long owner
-    cdef bint is_async
-    cdef bint done
-    cdef bint retry
+cdef class Scope
+
+
+cdef class _Closing:
+    cdef object exc
+    cdef object current
+    cdef list errors
+    cdef bint detach
+
+    cdef void run(self, Closer closer)
+    cdef void failed(self, object provider, object error)
+
+
+cdef class Ready:
+    cdef readonly object value
+
+
+cdef class Plan:
+    cdef readonly tuple eager
+    cdef readonly frozenset members
+    cdef readonly str container_label
+    cdef readonly Py_ssize_t generation
+
+
+cdef class Closer:
+    cdef readonly object provider
+    cdef object obj
     cdef object value
-    cdef object error
-    cdef list futures
+    cdef int kind
+    cdef bint in_thread
+
+    cdef void close(self, object exc) except *
+    cdef object discard(self, object error)
+
+
+cdef class Creation:
+    cdef readonly object provider
+    cdef Scope scope
+    cdef Creation outer
+    cdef int depth
+    cdef unsigned long thread
     cdef object task
+    cdef bint finished
+    cdef bint retry
+    cdef object error
+    cdef list waiters
+    cdef object _creating_token
+    cdef object _scope_token
 
-    cdef void settle(self, object value)
-    cdef void fail(self, object error, bint retry)
-    cdef void _wake(self)
-
-
-cdef class AsyncEntry:
-    cdef object agen
-
-    cdef object finish(self, object value, bint yielded)
-    cdef void fail(self, object error) except *
+    cdef void release(self) except *
+    cdef void finish(self, object error, bint retry) except *
+    cdef void wait(self) except *
+    cdef object _cycle(self, object waiter)
 
 
 cdef class Scope:
@@ -48,45 +90,39 @@ cdef class Scope:
     cdef readonly object container
     cdef readonly Scope parent
     cdef dict _values
-    cdef dict instances
-    cdef tuple _first_finalizer
-    cdef object entry_provider
-    cdef list finalizers
-    cdef int state
-    cdef int mode
-    cdef int async_finalizers
-    cdef Py_ssize_t async_pending
+    cdef dict _instances
+    cdef list _closers
+    cdef Plan _plan
+    cdef readonly int state
+    cdef readonly int mode
+    cdef Py_ssize_t _pending
     cdef object _token
-    cdef tuple _eager
     cdef object __weakref__
 
-    cdef bint add_finalizer(self, object provider, int kind, object obj) except -1
-    cdef object discard(self, object provider, int kind, object obj)
+    cdef PyObject* get(self, object provider)
+    cdef PyObject* value_of(self, object key)
+    cdef Scope bound(self, object name)
+    cdef Plan plan(self)
+    cdef Creation begin(self, object provider, bint rebind, bint asynchronous)
+    cdef void settle(self, Creation creation, object value) except *
+    cdef void abandon(self, Creation creation, object error) except *
+    cdef bint add_closer(self, Closer closer) except -1
+    cdef object closed_error(self, object provider)
+
     cdef void _open(self, int mode) except *
-    cdef void _begin_close(self) except *
-    cdef object _eager_provider(self, tuple entry)
-    cdef object _init_entry(self, tuple entry)
-    cdef void _init_eager_sync(self) except *
-    cdef object _abort(self, object error)
+    cdef object _open_eager(self)
+    cdef object _close(self, object exc, bint asynchronous, bint detach)
+    cdef void _finish(self, _Closing closing) except *
     cdef void _detach(self) except *
-    cdef bint _eager_async(self)
-    cdef bint _eager_is_async(self, tuple entry) except -1
-    cdef list _run_sync_finalizers(self, object exc)
-    cdef tuple _pop_finalizer(self)
-    cdef void _after_close(self) except *
 
-
-ctypedef object (*resource_resolver)(object provider, object current)
 
 cdef object current_scope()
-cdef void set_resource_resolver(resource_resolver resolver)
 cdef object set_current(object scope)
 cdef void reset_current(object token) except *
-cdef Pending creating_marker()
-cdef Pending async_marker()
-cdef void notify_settled() except *
-cdef void block_while_creating(Scope scope, object provider, object marker) except *
-cdef Scope new_scope(object container, object name, object values, tuple eager)
+cdef Creation current_creation()
+cdef Scope new_scope(object container, object name, object values, Plan plan)
+cdef Ready ready(object value)
+cdef Closer new_closer(object provider, int kind, object obj, object value, bint in_thread)
 cdef bint is_awaitable(object value) except -1
+cdef str describe(object provider)
 cdef object generator_error(object provider, bint is_async, bint never_yielded)
-cdef object ready(object value)

@@ -1,27 +1,35 @@
 # cython: language_level=3
-"""The scope token (:class:`Scope`) and the context variable behind it.
+"""The scope token (:class:`Scope`), its instance table and its finalisers.
 
 One context variable holds the innermost open scope of the current context;
 each scope links to the scope that was current when it opened.  Tasks,
 threads started with a copied context and ``asyncio.gather`` children all see
 the same token, so an instance created in a child is visible to its parent
 and siblings.
+
+A second context variable holds the innermost creation in progress, so a
+resolution that would wait for a creation it is itself part of (directly,
+through a child task, or through a thread started with a copied context)
+raises instead of waiting forever.
 """
 
 import logging
-from asyncio import get_running_loop
+from asyncio import CancelledError
+from asyncio import current_task as _current_task
+from asyncio import get_running_loop as _get_running_loop_or_raise
+from asyncio import shield as _shield
+from asyncio.events import _get_running_loop
 from collections.abc import Coroutine as _AbcCoroutine
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from threading import Condition
+from threading import get_ident as _get_ident
 from types import CoroutineType
 from warnings import warn
 
 cimport cython
-from cpython.dict cimport PyDict_Clear
+from cpython.dict cimport PyDict_Clear, PyDict_SetItem
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
-
-from dependency_injector.providers cimport Provider
+from cpython.ref cimport Py_DECREF, PyObject
 
 from .errors import FinalizerError, ScopeClosedError, ScopeError
 
@@ -36,335 +44,583 @@ cdef extern from *:
     #define DIS_ContextVar_Get(var, out) (*(out) = NULL, -1)
     #define DIS_ContextVar_Set(var, value) NULL
     #define DIS_ContextVar_Reset(var, token) (-1)
+    #define DIS_HAS_AM_AWAIT(obj) (PyType_GetSlot(Py_TYPE(obj), Py_am_await) != NULL)
     #else
     #define DIS_CONTEXTVAR_API 1
     #define DIS_ContextVar_Get(var, out) PyContextVar_Get((var), NULL, (out))
     #define DIS_ContextVar_Set(var, value) PyContextVar_Set((var), (value))
     #define DIS_ContextVar_Reset(var, token) PyContextVar_Reset((var), (token))
+    #define DIS_HAS_AM_AWAIT(obj) (Py_TYPE(obj)->tp_as_async != NULL && \\
+                                   Py_TYPE(obj)->tp_as_async->am_await != NULL)
     #endif
-    #define DIS_TYPE(obj) ((PyObject *)Py_TYPE(obj))
     """
     const bint DIS_CONTEXTVAR_API
     int DIS_ContextVar_Get(object var, PyObject** out) except -1
     object DIS_ContextVar_Set(object var, object value)
     int DIS_ContextVar_Reset(object var, object token) except -1
+    bint DIS_HAS_AM_AWAIT(object obj)
     PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
-    PyObject* DIS_TYPE(object obj)
     PyObject* PyIter_Next(object iterator) except? NULL
+    int Py_GetRecursionLimit()
 
 _current = ContextVar("dependency_injector_scoped.scope", default=None)
+_creating = ContextVar("dependency_injector_scoped.creating", default=None)
 # Without the C API, bound methods cached once are about half the cost of
 # ``_current.get()``.
 cdef object _current_var = _current
 cdef object _current_get = _current.get
 cdef object _current_set = _current.set
 cdef object _current_reset = _current.reset
+cdef object _creating_var = _creating
+cdef object _creating_get = _creating.get
+cdef object _creating_set = _creating.set
+cdef object _creating_reset = _creating.reset
 
-cdef tuple _EMPTY = ()
-cdef dict _NO_KWARGS = {}  # never mutated by the providers
 cdef object _END = object()
 
 
-cdef object current_scope():
+cdef inline object _var_get(object var, object fallback):
     cdef PyObject* value
     if DIS_CONTEXTVAR_API:
-        DIS_ContextVar_Get(_current_var, &value)
+        DIS_ContextVar_Get(var, &value)
         result = <object>value
         Py_DECREF(result)
         return result
-    return _current_get()
+    return fallback()
+
+
+cdef inline object _var_set(object var, object fallback, object value):
+    if DIS_CONTEXTVAR_API:
+        return DIS_ContextVar_Set(var, value)
+    return fallback(value)
+
+
+cdef inline void _var_reset(object var, object fallback, object token) except *:
+    if DIS_CONTEXTVAR_API:
+        DIS_ContextVar_Reset(var, token)
+    else:
+        fallback(token)
+
+
+cdef object current_scope():
+    return _var_get(_current_var, _current_get)
 
 
 cdef object set_current(object scope):
-    if DIS_CONTEXTVAR_API:
-        return DIS_ContextVar_Set(_current_var, scope)
-    return _current_set(scope)
+    return _var_set(_current_var, _current_set, scope)
 
 
 cdef void reset_current(object token) except *:
-    if DIS_CONTEXTVAR_API:
-        DIS_ContextVar_Reset(_current_var, token)
-    else:
-        _current_reset(token)
+    _var_reset(_current_var, _current_reset, token)
+
+
+cdef Creation current_creation():
+    return <Creation>_var_get(_creating_var, _creating_get)
 
 
 def get_current_scope():
-    """Return the innermost open :class:`Scope` of this context, or ``None``."""
+    """Return the innermost :class:`Scope` current in this context, or ``None``.
+
+    While a scope closes it is still current, so finalisers resolve in it.
+    """
     return current_scope()
 
 
-# Awaitable detection mirrors dependency-injector's rule (asyncio futures and
-# coroutines).  Answers are cached per type: first in a direct-mapped table
-# (which holds a reference to each type it caches), then in a dict, so two hot
-# types that share a slot cost a dict lookup, never the full check.
+# Awaitables ---------------------------------------------------------------
+
+# dependency-injector's rule: asyncio futures and coroutines.  Any awaitable
+# type fills the ``am_await`` slot, so most values are told apart by one slot
+# read; nothing is cached, so no user class is kept alive.
 cdef tuple _COROUTINE_TYPES = (CoroutineType, _AbcCoroutine)
-cdef PyObject* _type_cache[256]
-cdef bint _type_cache_awaitable[256]
-cdef dict _awaitable_types = {}
 
 
 cdef bint is_awaitable(object value) except -1:
-    cdef PyObject* kind = DIS_TYPE(value)
-    cdef size_t address = <size_t>kind
-    cdef size_t slot = ((address >> 4) ^ (address >> 12)) & 255
-    if _type_cache[slot] == kind:
-        return _type_cache_awaitable[slot]
-    return _is_awaitable_type(kind, slot)
+    if not DIS_HAS_AM_AWAIT(value):
+        return False
+    if type(value) is Ready or type(value) is CoroutineType:
+        return True
+    return hasattr(type(value), "_asyncio_future_blocking") or isinstance(value, _COROUTINE_TYPES)
 
 
-cdef bint _is_awaitable_type(PyObject* kind, size_t slot) except -1:
-    cls = <object>kind
-    known = _awaitable_types.get(cls)
-    if known is None:
-        known = hasattr(cls, "_asyncio_future_blocking") or issubclass(cls, _COROUTINE_TYPES)
-        if len(_awaitable_types) < 4096:
-            _awaitable_types[cls] = known
-    Py_INCREF(cls)
-    Py_XDECREF(_type_cache[slot])
-    _type_cache[slot] = kind
-    _type_cache_awaitable[slot] = known
-    return known
+@cython.final
+@cython.freelist(32)
+cdef class Ready:
+    """An awaitable whose result is already known: awaiting it never suspends.
 
-
-async def _done(value):
-    """An awaitable of ``value``; awaiting it never suspends."""
-    return value
-
-
-cdef object ready(object value):
-    return _done(value)
-
-
-cdef class Pending:
-    """Marks an instance that is being created, so it is created exactly once.
-
-    Synchronous creations share one marker per thread: a thread that finds
-    another thread's marker blocks until the entry changes, then resolves
-    again.  Asynchronous creations get a marker of their own, which
-    coroutines of the same event loop await.
+    It may be awaited any number of times.  It also answers the coroutine
+    protocol (``send``/``throw``/``close``), so ``asyncio.ensure_future`` and
+    dependency-injector's own async injections accept it.
     """
 
-    cdef void settle(self, object value):
-        self.value = value
-        self.done = True
-        self._wake()
+    def __await__(self):
+        return self
 
-    cdef void fail(self, object error, bint retry):
-        self.error = error
-        self.retry = retry
-        self.done = True
-        self._wake()
+    def __next__(self):
+        raise StopIteration(self.value)
 
-    cdef void _wake(self):
-        if self.futures is not None:
-            for future in self.futures:
-                if not future.done():
-                    future.set_result(None)
-            self.futures = None
+    def send(self, value):
+        """Finish at once with the known result."""
+        raise StopIteration(self.value)
 
-    async def wait_async(self):
-        """Suspend this task until the creator settles the instance."""
-        if not self.done:
-            future = get_running_loop().create_future()
-            if self.futures is None:
-                self.futures = []
-            self.futures.append(future)
-            await future
+    def throw(self, typ, value=None, traceback=None):
+        """Raise the given exception: there is nothing to interrupt."""
+        if value is None:
+            raise typ
+        raise value
+
+    def close(self):
+        """Nothing to close."""
+
+    def __repr__(self):
+        return f"<Ready {self.value!r}>"
 
 
-# One synchronous-creation marker per thread, with the last one cached.
-cdef unsigned long _cached_thread = 0
-cdef Pending _cached_marker = None
-cdef dict _thread_markers = {}
+_AbcCoroutine.register(Ready)
 
-# Threads blocked on another thread's creation wait on one condition; the
-# creator notifies only when somebody waits.
+
+cdef Ready ready(object value):
+    cdef Ready result = Ready.__new__(Ready)
+    result.value = value
+    return result
+
+
+# Plans --------------------------------------------------------------------
+
+# Bumped whenever an override may have changed some container's scoped graph;
+# a plan made before the last bump is made again at the next scope.
+cdef Py_ssize_t _generation = 0
+
+
+def invalidate_plans():
+    """Make every container check its scoped graph again at its next scope."""
+    global _generation
+    _generation += 1
+
+
+def plan_generation():
+    """The generation a plan made now belongs to."""
+    return _generation
+
+
+@cython.final
+cdef class Plan:
+    """What a container's scopes need to know, computed once per container.
+
+    ``eager`` lists the resources created when a scope opens, ``members`` the
+    scoped providers the container's scopes serve (``None``: any).
+    """
+
+    def __init__(self, eager=(), members=None, container_label="the container", generation=None):
+        self.eager = tuple(eager)
+        self.members = frozenset(members) if members is not None else None
+        self.container_label = container_label
+        self.generation = _generation if generation is None else generation
+
+    @property
+    def is_current(self):
+        """Whether no override happened since the plan was made."""
+        return self.generation == _generation
+
+
+# Closers ------------------------------------------------------------------
+
+@cython.final
+@cython.freelist(16)
+cdef class Closer:
+    """Finalises one resource with the exception that ends its scope (or ``None``)."""
+
+    cdef void close(self, object exc) except *:
+        """Run a synchronous finaliser."""
+        cdef PyObject* extra
+        cdef int kind = self.kind
+        if kind == CLOSE_GENERATOR:
+            if exc is None:
+                # PyIter_Next reports exhaustion without raising StopIteration.
+                extra = PyIter_Next(self.obj)
+                if extra is NULL:
+                    return
+                Py_DECREF(<object>extra)
+            else:
+                try:
+                    self.obj.throw(exc)
+                except StopIteration:
+                    return
+            self.obj.close()
+            raise generator_error(self.provider, False, False)
+        elif kind == CLOSE_CONTEXT_MANAGER:
+            if exc is None:
+                self.obj.__exit__(None, None, None)
+            else:
+                self.obj.__exit__(type(exc), exc, exc.__traceback__)
+        elif kind == CLOSE_RESOURCE:
+            self.obj.shutdown(self.value)
+        elif kind == CLOSE_RESOURCE_WITH_ERROR:
+            self.obj.shutdown(self.value, exc)
+        else:
+            raise ScopeError(
+                f"{describe(self.provider)} has an asynchronous finaliser and cannot be "
+                "closed by a synchronous scope: use `async with container.scope():`."
+            )
+
+    async def aclose(self, exc):
+        """Run the finaliser, awaiting it when it is asynchronous."""
+        cdef int kind = self.kind
+        if kind == CLOSE_ASYNC_GENERATOR:
+            if exc is None:
+                if await anext(self.obj, _END) is _END:
+                    return
+            else:
+                try:
+                    await self.obj.athrow(exc)
+                except StopAsyncIteration:
+                    return
+            await self.obj.aclose()
+            raise generator_error(self.provider, True, False)
+        elif kind == CLOSE_ASYNC_CONTEXT_MANAGER:
+            if exc is None:
+                await self.obj.__aexit__(None, None, None)
+            else:
+                await self.obj.__aexit__(type(exc), exc, exc.__traceback__)
+        elif kind == CLOSE_ASYNC_RESOURCE:
+            await self.obj.shutdown(self.value)
+        elif kind == CLOSE_ASYNC_RESOURCE_WITH_ERROR:
+            await self.obj.shutdown(self.value, exc)
+        else:
+            self.close(exc)
+
+    cdef object discard(self, object error):
+        """Finalise at once a resource whose scope closed while it was created.
+
+        Returns an awaitable for an asynchronous finaliser, else ``None``.
+        """
+        if self.kind > 10:
+            return _discard_async(self, error)
+        try:
+            self.close(error)
+        except BaseException as failure:
+            if failure is not error:
+                raise
+        return None
+
+    @property
+    def is_async(self):
+        """Whether the finaliser must be awaited."""
+        return self.kind > 10
+
+
+async def _discard_async(Closer closer, error):
+    try:
+        await closer.aclose(error)
+    except BaseException as failure:
+        if failure is not error:
+            raise
+
+
+cdef Closer new_closer(object provider, int kind, object obj, object value, bint in_thread):
+    cdef Closer closer = Closer.__new__(Closer)
+    closer.provider = provider
+    closer.kind = kind
+    closer.obj = obj
+    closer.value = value
+    closer.in_thread = in_thread
+    return closer
+
+
+@cython.final
+cdef class _Closing:
+    """One close of a scope: what each finaliser receives, and what failed.
+
+    As with :class:`contextlib.ExitStack`, a finaliser that raises hands its
+    error to the finalisers that run after it.
+    """
+
+    cdef void run(self, Closer closer):
+        try:
+            closer.close(self.current)
+        except BaseException as error:
+            self.failed(closer.provider, error)
+
+    cdef void failed(self, object provider, object error):
+        if error is self.current:
+            return  # the finaliser re-raised what it was given
+        if self.current is not None and error.__context__ is None:
+            error.__context__ = self.current
+        if self.errors is None:
+            self.errors = []
+        self.errors.append((provider, error))
+        self.current = error
+
+    def run_all(self, list closers):
+        """Run synchronous finalisers in order (in a worker thread)."""
+        for closer in closers:
+            self.run(<Closer>closer)
+
+
+# Creations ----------------------------------------------------------------
+
+# Threads and tasks blocked on a creation, by thread ident or task: the
+# creation each waits for, so a wait that would close a cycle raises.
+cdef dict _waiting = {}
+# Threads blocked on another thread's creation wait on one condition; a
+# finished creation notifies only when somebody waits.
 cdef object _settled = Condition()
 cdef Py_ssize_t _blocked = 0
 
 
-cdef Pending creating_marker():
-    global _cached_thread, _cached_marker
-    cdef unsigned long thread = PyThread_get_thread_ident()
-    if thread == _cached_thread and _cached_marker is not None:
-        return _cached_marker
-    marker = _thread_markers.get(thread)
-    if marker is None:
-        marker = Pending.__new__(Pending)
-        (<Pending>marker).owner = thread
-        _thread_markers[thread] = marker
-    _cached_thread = thread
-    _cached_marker = <Pending>marker
-    return <Pending>marker
+cdef inline object _owner(Creation creation):
+    return creation.task if creation.task is not None else creation.thread
 
 
-cdef Pending async_marker():
-    cdef Pending marker = Pending.__new__(Pending)
-    marker.owner = PyThread_get_thread_ident()
-    marker.is_async = True
-    return marker
+@cython.final
+@cython.freelist(16)
+cdef class Creation:
+    """Marks an instance being created, so it is created exactly once.
 
-
-cdef void notify_settled() except *:
-    if _blocked:
-        with _settled:
-            _settled.notify_all()
-
-
-cdef void block_while_creating(Scope scope, object provider, object marker) except *:
-    global _blocked
-    cdef PyObject* entry
-    _blocked += 1
-    try:
-        with _settled:
-            while scope.state == STATE_OPEN:
-                entry = PyDict_GetItemWithError(scope.instances, provider)
-                if entry is NULL or <object>entry is not marker:
-                    break
-                # The timeout only bounds a wake-up lost to a closing scope.
-                _settled.wait(0.05)
-    finally:
-        _blocked -= 1
-
-
-cdef class AsyncEntry:
-    """An eager async-generator resource waiting for its first value.
-
-    ``Scope`` awaits ``anext(agen)`` itself while opening, instead of a
-    coroutine per resource; the providers module completes the entry.
+    Put in the scope's instance table by :meth:`Scope.begin` and replaced by
+    the instance (:meth:`Scope.settle`) or removed (:meth:`Scope.abandon`)
+    on every path out of the creation.
     """
 
-    cdef object finish(self, object value, bint yielded):
-        raise NotImplementedError
+    cdef void release(self) except *:
+        """Restore the context the creation changed (its owner only)."""
+        if self._scope_token is not None:
+            reset_current(self._scope_token)
+            self._scope_token = None
+        if self._creating_token is not None:
+            _var_reset(_creating_var, _creating_reset, self._creating_token)
+            self._creating_token = None
 
-    cdef void fail(self, object error) except *:
-        raise NotImplementedError
+    cdef void finish(self, object error, bint retry) except *:
+        """Wake everything that waits for this creation."""
+        if self.finished:
+            return
+        self.finished = True
+        self.error = error
+        self.retry = retry
+        if self.waiters is not None:
+            waiters, self.waiters = self.waiters, None
+            for future in waiters:
+                try:
+                    future.get_loop().call_soon_threadsafe(_wake, future)
+                except RuntimeError:  # its loop is closed: nobody is waiting any more
+                    pass
+        if _blocked:
+            with _settled:
+                _settled.notify_all()
+
+    cdef object _cycle(self, object waiter):
+        """The circular-dependency error if ``waiter`` waiting for this creation never ends."""
+        cdef Creation link = current_creation()
+        cdef list chain = []
+        while link is not None:
+            chain.append(link.provider)
+            if link is self:
+                chain.reverse()
+                chain.append(self.provider)
+                return _circular(chain)
+            link = link.outer
+        # A wait for a creation whose owner waits, through others, for this waiter.
+        cdef Creation blocking = self
+        cdef Py_ssize_t hops = 0
+        chain = [self.provider]
+        while blocking is not None and hops < 1000:
+            owner = _owner(blocking)
+            if owner == waiter:
+                chain.append(self.provider)
+                return _circular(chain)
+            blocking = _waiting.get(owner)
+            if blocking is not None:
+                chain.append(blocking.provider)
+            hops += 1
+        return None
+
+    cdef void wait(self) except *:
+        """Block this thread until the creation finishes (another thread's creation)."""
+        global _blocked
+        cdef unsigned long thread = PyThread_get_thread_ident()
+        cycle = self._cycle(thread)
+        if cycle is not None:
+            raise cycle
+        if self.thread == thread:
+            if self.task is not None:
+                raise ScopeError(
+                    f"{describe(self.provider)} is being created asynchronously on this "
+                    "thread's event loop and cannot be waited for synchronously here: "
+                    "await it instead."
+                )
+            raise _circular([self.provider, self.provider])
+        if _get_running_loop() is not None:
+            raise ScopeError(
+                f"{describe(self.provider)} is being created by another thread; waiting "
+                "for it here would block the event loop. Await "
+                f"`{_attribute(self.provider)}.async_()` instead, or resolve it in the "
+                "thread that creates it."
+            )
+        _waiting[thread] = self
+        _blocked += 1
+        try:
+            with _settled:
+                while not self.finished:
+                    # The timeout only bounds a lost wake-up.
+                    _settled.wait(0.05)
+        finally:
+            _blocked -= 1
+            del _waiting[thread]
+        if self.error is not None and not self.retry:
+            raise self.error
+
+    async def wait_async(self):
+        """Suspend this task until the creation finishes, without blocking the loop."""
+        task = _current_task()
+        if self.task is not None and self.task is task:
+            raise _circular([self.provider, self.provider])
+        cycle = self._cycle(task)
+        if cycle is not None:
+            raise cycle
+        if not self.finished:
+            future = _get_running_loop_or_raise().create_future()
+            if self.waiters is None:
+                self.waiters = []
+            self.waiters.append(future)
+            _waiting[task] = self
+            try:
+                await future
+            finally:
+                _waiting.pop(task, None)
+        if self.error is not None and not self.retry:
+            raise self.error
 
 
-cdef Scope new_scope(object container, object name, object values, tuple eager):
+def _wake(future):
+    if not future.done():
+        future.set_result(None)
+
+
+cdef object _circular(list chain):
+    path = " -> ".join(_attribute(provider) for provider in chain)
+    return ScopeError(
+        f"Circular dependency: {path}. {describe(chain[0])} was resolved again while "
+        "it was being created."
+    )
+
+
+# The scope token -----------------------------------------------------------
+
+cdef Scope new_scope(object container, object name, object values, Plan plan):
     cdef Scope scope = Scope.__new__(Scope)
     scope.container = container
     scope.name = name
     scope._values = values
-    scope.instances = {}
-    scope._eager = eager
+    scope._instances = {}
+    scope._plan = plan
     return scope
 
 
+@cython.final
 cdef class Scope:
     """A scope token: one instance of every scoped provider, finalised on exit.
 
-    Get one from ``container.scope(name=None, values=None)`` and use it once,
-    in one of three ways::
+    Get one from ``container.scope(name=None, *, values=None)`` and use it
+    once, in one of three ways::
 
         with container.scope() as scope: ...
         async with container.scope() as scope: ...
         scope = container.scope(); scope.init(); ...; scope.shutdown(exc=None)
 
-    ``init()`` makes the scope current in this context and initialises the
-    container's scoped resources bound to it; ``shutdown()`` finalises them in
-    reverse order of creation, delivering ``exc`` to each finaliser.  Both
-    return an awaitable when any resource involved is asynchronous.
+    ``init()`` makes the scope current in this context and creates its eager
+    resources; ``shutdown()`` finalises what the scope created, in reverse
+    order, delivering ``exc`` to each finaliser.  Called while an event loop
+    runs in this thread, both return awaitables and the scope is asynchronous,
+    as with ``async with``; otherwise they work at once and return ``None``.
     """
 
     def __init__(self, container=None, name=None, values=None):
         self.container = container
         self.name = name
         self._values = dict(values) if values else None
-        self.instances = {}
-        self._eager = _EMPTY
+        self._instances = {}
 
     def __repr__(self):
         state = ("new", "open", "closing", "closed")[self.state]
         name = "" if self.name is None else f" {self.name!r}"
-        return f"<Scope{name} {state}, {len(self.instances)} instances>"
+        return f"<Scope{name} {state}, {len(self._instances)} instances>"
+
+    def __copy__(self):
+        raise TypeError(_NOT_COPIED)
+
+    def __deepcopy__(self, memo):
+        raise TypeError(_NOT_COPIED)
+
+    def __reduce__(self):
+        raise TypeError(_NOT_COPIED)
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(_NOT_COPIED)
 
     # The three ways to use a scope --------------------------------------
 
     def __enter__(self):
         self._open(MODE_SYNC)
-        self._init_eager_sync()
+        self._open_eager()
         return self
 
     def __exit__(self, exc_type, exc, traceback):
-        self._begin_close()
-        if self.async_finalizers:
-            # Unreachable through the public API: asynchronous resources are
-            # refused in synchronous scopes before they are created.
-            raise ScopeError(f"{self!r} holds asynchronous resources: use `async with`.")
-        errors = self._run_sync_finalizers(exc)
-        self._after_close()
-        _report(errors, exc)
+        self._close(exc, False, True)
         return False
 
     def __aenter__(self):
-        # A plain method returning the coroutine that opens the scope and
-        # awaits its eager resources: one coroutine, not two.
-        return self._init_eager_async(True)
+        self._open(MODE_ASYNC)
+        pending = self._open_eager()
+        return ready(self) if pending is None else pending
 
-    async def __aexit__(self, exc_type, exc, traceback):
-        cdef list errors = None
-        if self.state != STATE_CLOSING:  # shutdown() and _abort() detach first
-            self._begin_close()
-        if not self.async_finalizers:
-            errors = self._run_sync_finalizers(exc)
-        else:
-            while True:
-                entry = self._pop_finalizer()
-                if entry is None:
-                    break
-                provider, kind, obj = entry
-                try:
-                    if kind == FINALIZE_ASYNC_GENERATOR and exc is None:
-                        # The common case inline: no coroutine per resource, and
-                        # anext() with a default reports the generator's end
-                        # without an exception to catch.
-                        if await anext(obj, _END) is _END:
-                            continue
-                        await obj.aclose()
-                        raise generator_error(provider, True, False)
-                    elif kind > 10:
-                        await _finalize_async(provider, kind, obj, exc)
-                    else:
-                        _finalize_sync(provider, kind, obj, exc)
-                except BaseException as error:
-                    if error is not exc:
-                        if errors is None:
-                            errors = []
-                        errors.append((provider, error))
-        self._after_close()
-        _report(errors, exc)
-        return False
+    def __aexit__(self, exc_type, exc, traceback):
+        pending = self._close(exc, True, True)
+        return ready(None) if pending is None else pending
 
     def init(self):
-        """Open the scope in this context and initialise its eager resources.
+        """Open the scope in this context and create its eager resources.
 
-        Returns an awaitable when any of those resources is asynchronous.
+        Returns an awaitable when an event loop runs in this thread.
         """
-        self._open(MODE_EXPLICIT)
-        if self._eager_async():
-            return self._init_eager_async(False)
-        self._init_eager_sync()
-        return None
+        if _get_running_loop() is None:
+            self._open(MODE_SYNC)
+            self._open_eager()
+            return None
+        return self.__aenter__()
 
     def shutdown(self, exc=None):
-        """Finalise and close the scope, delivering ``exc`` to the finalisers.
+        """Finalise the scope's resources with ``exc`` and leave it.
 
-        Returns an awaitable when any resource involved is asynchronous.
+        Returns an awaitable when an event loop runs in this thread.  After a
+        clean close, finaliser errors are raised together as
+        :class:`~dependency_injector_scoped.errors.FinalizerError`; when
+        ``exc`` is given they are logged and added to it as notes.
         """
-        self._begin_close()
-        if self.async_finalizers or self._eager_async():
-            return self.__aexit__(None, exc, None)
-        errors = self._run_sync_finalizers(exc)
-        self._after_close()
-        _report(errors, exc)
-        return None
+        if _get_running_loop() is None:
+            self._close(exc, False, True)
+            return None
+        return self.__aexit__(None, exc, None)
+
+    def _close_in_place(self, exc=None):
+        """Finalise like ``shutdown()``, but leave the closed scope current.
+
+        For integrations: code that runs later in the same context (a
+        response's background tasks) gets ``ScopeClosedError`` instead of
+        another scope's instances.  Call ``_leave()`` afterwards.
+        """
+        pending = self._close(exc, _get_running_loop() is not None, False)
+        return ready(None) if pending is None else pending
+
+    def _leave(self):
+        """Restore the context as it was before the scope opened (after ``_close_in_place``)."""
+        if self._token is not None:
+            self._detach()
 
     # Introspection --------------------------------------------------------
 
     @property
     def values(self):
-        """The values given when the scope was created (a copy)."""
+        """The values given when the scope was created (a copy; empty once closed)."""
         return dict(self._values) if self._values else {}
 
     @property
@@ -379,8 +635,109 @@ cdef class Scope:
 
     def __contains__(self, provider):
         """Whether ``provider`` has a finished instance in this scope."""
-        entry = self.instances.get(provider, Pending)
-        return entry is not Pending and type(entry) is not Pending
+        entry = self._instances.get(provider, Creation)
+        return entry is not Creation and type(entry) is not Creation
+
+    # The table, for the providers -------------------------------------------
+
+    cdef PyObject* get(self, object provider):
+        """The entry of ``provider`` (instance, ``Ready`` or ``Creation``), or NULL."""
+        return PyDict_GetItemWithError(self._instances, provider)
+
+    cdef PyObject* value_of(self, object key):
+        """The value given for ``key`` when the scope opened, or NULL."""
+        if self._values is None:
+            return NULL
+        return PyDict_GetItemWithError(self._values, key)
+
+    cdef Scope bound(self, object name):
+        """This scope or the nearest enclosing one named ``name``, or None."""
+        cdef Scope scope = self
+        while scope is not None:
+            if scope.name is name or scope.name == name:
+                return scope
+            scope = scope.parent
+        return None
+
+    cdef Plan plan(self):
+        return self._plan
+
+    cdef Creation begin(self, object provider, bint rebind, bint asynchronous):
+        """Mark ``provider`` as being created here, by this thread or task.
+
+        ``rebind`` makes this scope current while the creation runs: a
+        provider bound to an outer scope resolves its dependencies from it.
+        """
+        cdef Creation outer
+        cdef Creation creation
+        if self.state != STATE_OPEN:
+            raise self.closed_error(provider)
+        outer = current_creation()
+        creation = Creation.__new__(Creation)
+        creation.provider = provider
+        creation.scope = self
+        creation.outer = outer
+        creation.depth = 1 if outer is None else outer.depth + 1
+        if creation.depth > Py_GetRecursionLimit():
+            raise RecursionError(
+                f"maximum recursion depth exceeded while creating {describe(provider)}"
+            )
+        creation.thread = PyThread_get_thread_ident()
+        if asynchronous:
+            creation.task = _current_task()
+        PyDict_SetItem(self._instances, provider, creation)
+        self._pending += 1
+        creation._creating_token = _var_set(_creating_var, _creating_set, creation)
+        if rebind:
+            creation._scope_token = set_current(self)
+        return creation
+
+    cdef void settle(self, Creation creation, object value) except *:
+        """Store the created instance in place of its mark."""
+        creation.release()
+        self._pending -= 1
+        if self.state != STATE_OPEN:
+            error = self.closed_error(creation.provider)
+            creation.finish(error, False)
+            raise error
+        PyDict_SetItem(self._instances, creation.provider, value)
+        creation.finish(None, False)
+
+    cdef void abandon(self, Creation creation, object error) except *:
+        """Remove the mark of a creation that failed; a later resolution creates again.
+
+        Waiters share the error, except a cancellation or a closed coroutine,
+        which was the creator's own: they retry.
+        """
+        creation.release()
+        self._pending -= 1
+        cdef PyObject* entry = PyDict_GetItemWithError(self._instances, creation.provider)
+        if entry is not NULL and <object>entry is creation:
+            del self._instances[creation.provider]
+        creation.finish(error, error is None or isinstance(error, _RETRIED))
+
+    cdef bint add_closer(self, Closer closer) except -1:
+        """Register a finaliser; False if the scope is no longer open (discard it then)."""
+        if self.state != STATE_OPEN:
+            return False
+        if self._closers is None:
+            self._closers = [closer]
+        else:
+            self._closers.append(closer)
+        return True
+
+    cdef object closed_error(self, object provider):
+        if self.state == STATE_CLOSING:
+            return ScopeClosedError(
+                f"{describe(provider)} has no instance in {self!r}, which is closing: a "
+                "finaliser can resolve the instances its scope already holds, not create "
+                "new ones."
+            )
+        return ScopeClosedError(
+            f"{describe(provider)} was resolved through {self!r}, which has closed: this "
+            "task, thread or background job outlived its scope. Open a scope of its own "
+            "for it: `async with container.scope(): ...` (or `with`)."
+        )
 
     # Opening --------------------------------------------------------------
 
@@ -391,235 +748,238 @@ cdef class Scope:
                 "Call container.scope() again for a new scope."
             )
         self.mode = mode
-        if mode == MODE_SYNC:
-            for entry in self._eager:
-                if self._eager_is_async(<tuple>entry):
-                    raise ScopeError(
-                        f"{_describe(self._eager_provider(<tuple>entry))} is asynchronous "
-                        "and cannot be initialised in a synchronous scope: use "
-                        "`async with container.scope():`."
-                    )
         self.parent = current_scope()
         self._token = set_current(self)
         self.state = STATE_OPEN
 
-    cdef object _eager_provider(self, tuple entry):
-        """The provider this scope initialises for a plan entry, or None.
-
-        Entries bind by scope name.  An overridden resource's own initialiser
-        never runs; when the overriding provider is itself a scoped resource,
-        that one is initialised instead, so overrides made after the plan was
-        computed are honoured.
-        """
-        cdef Provider provider
-        scope_name = entry[1]
-        if scope_name is not self.name and scope_name != self.name:
+    cdef object _open_eager(self):
+        """Create the eager resources bound to this scope; an awaitable if some must be awaited."""
+        if self._plan is None or not self._plan.eager:
             return None
-        provider = entry[0]
-        if provider._last_overriding is None:
-            return provider
-        while provider._last_overriding is not None:
-            provider = provider._last_overriding
-        return provider if isinstance(provider, _resource_type) else None
-
-    cdef object _init_entry(self, tuple entry):
-        """Initialise one eager resource of the plan: its value, an awaitable, or None."""
-        provider = self._eager_provider(entry)
-        if provider is None:
-            return None
-        # Lets this provider, and no dependency it creates, answer with an AsyncEntry.
-        self.entry_provider = provider
-        if type(provider) is _resource_type:
-            result = _resolve_resource(provider, self)
-        else:
-            result = (<Provider>provider)._provide(_EMPTY, _NO_KWARGS)
-        self.entry_provider = None
-        return result
-
-    cdef void _init_eager_sync(self) except *:
-        for entry in self._eager:
+        if self.mode == MODE_ASYNC:
+            return self._open_eager_async()
+        for provider in self._plan.eager:
+            if not self._serves_eager(provider):
+                continue
             try:
-                self._init_entry(<tuple>entry)
+                result = provider()
+                if is_awaitable(result):
+                    _close_quietly(result)
+                    raise ScopeError(
+                        f"{describe(provider)} is asynchronous and cannot be created by a "
+                        "synchronous scope: use `async with container.scope():`."
+                    )
             except BaseException as error:
-                self._abort(error)
+                self._close(error, False, True)
                 raise
+        return None
 
-    async def _init_eager_async(self, bint opens):
-        """Open the scope if ``opens``, then create and await its eager resources.
-
-        Resources are created one after the other.  An eager async-generator
-        resource comes back as an :class:`AsyncEntry` whose first value is
-        awaited here: no coroutine of its own.  Returns the scope.
-        """
-        if opens:
-            self._open(MODE_ASYNC)
-        for entry in self._eager:
+    async def _open_eager_async(self):
+        for provider in self._plan.eager:
+            if not self._serves_eager(provider):
+                continue
             try:
-                result = self._init_entry(<tuple>entry)
-                if result is None:
-                    continue
-                if isinstance(result, AsyncEntry):
-                    try:
-                        value = await anext((<AsyncEntry>result).agen, _END)
-                    except BaseException as error:
-                        (<AsyncEntry>result).fail(error)
-                        raise
-                    (<AsyncEntry>result).finish(value, value is not _END)
-                elif is_awaitable(result):
+                result = provider()
+                if is_awaitable(result):
                     await result
             except BaseException as error:
-                pending = self._abort(error)
+                pending = self._close(error, True, True)
                 if pending is not None:
                     await pending
                 raise
         return self
 
-    cdef object _abort(self, object error):
-        # Initialisation failed part-way: finalise what was created, with the
-        # error, and leave the context as it was before init().
-        self._detach()
-        if self.async_finalizers:
-            return self.__aexit__(None, error, None)
-        errors = self._run_sync_finalizers(error)
-        self._after_close()
-        _report(errors, error)
-        return None
+    def _serves_eager(self, provider):
+        scope_name = provider.scope_name
+        return scope_name is self.name or scope_name == self.name
 
     # Closing --------------------------------------------------------------
 
-    cdef void _detach(self) except *:
-        try:
-            reset_current(self._token)
-        except ValueError:
-            raise ScopeError(
-                f"{self!r} must be closed in the context that opened it: a child "
-                "task or thread cannot close its parent's scope."
-            ) from None
-        self.state = STATE_CLOSING
+    cdef object _close(self, object exc, bint asynchronous, bint detach):
+        """Run the finalisers from the last; None when done, else an awaitable of the rest.
 
-    cdef void _begin_close(self) except *:
+        The scope stays current while they run (state "closing").  An
+        asynchronous close awaits async finalisers and runs synchronous ones
+        in a worker thread unless they opted out.
+        """
+        cdef _Closing closing
+        cdef Closer closer
         if self.state != STATE_OPEN:
             if self.state == STATE_NEW:
                 raise ScopeError(f"{self!r} is not open: call init() or enter it first.")
             raise ScopeError(f"{self!r} is already closed; a scope closes once.")
-        if current_scope() is not self:
+        if detach and current_scope() is not self:
             raise ScopeError(
-                f"{self!r} is not the current scope here: close nested scopes "
-                "first, in the context that opened them."
+                f"{self!r} is not the current scope here: close nested scopes first, in "
+                "the context that opened them; a child task or thread cannot close its "
+                "parent's scope."
             )
-        self._detach()
-
-    cdef bint _eager_async(self):
-        for entry in self._eager:
-            if self._eager_is_async(<tuple>entry):
-                return True
-        return False
-
-    cdef bint _eager_is_async(self, tuple entry) except -1:
-        """Whether this scope initialises an asynchronous resource for the entry."""
-        provider = self._eager_provider(entry)
-        if provider is None:
-            return False
-        if provider is entry[0]:
-            return entry[2]  # known when the plan was made
-        return provider.is_async
-
-    cdef tuple _pop_finalizer(self):
-        """The most recent finaliser not yet run, or None."""
-        cdef tuple entry
-        if self.finalizers:
-            return self.finalizers.pop()
-        entry = self._first_finalizer
-        self._first_finalizer = None
-        return entry
-
-    cdef list _run_sync_finalizers(self, object exc):
-        cdef list errors = None
-        while True:
-            entry = self._pop_finalizer()
-            if entry is None:
-                return errors
-            provider, kind, obj = entry
-            try:
-                _finalize_sync(provider, kind, obj, exc)
-            except BaseException as error:
-                if error is not exc:
-                    if errors is None:
-                        errors = []
-                    errors.append((provider, error))
-
-    cdef void _after_close(self) except *:
-        self.state = STATE_CLOSED
-        if self.async_pending:
-            closed = ScopeClosedError(f"{self!r} closed while an instance was being created.")
-            for entry in self.instances.values():
-                if type(entry) is Pending and not (<Pending>entry).done:
-                    (<Pending>entry).fail(closed, False)
-        # Drop the instances now: a task that outlives the scope may keep the
-        # token alive, and must not keep a request's session with it.
-        PyDict_Clear(self.instances)
-        notify_settled()
-
-    # Resource bookkeeping, used by the providers ---------------------------
-
-    cdef bint add_finalizer(self, object provider, int kind, object obj) except -1:
-        if self.state != STATE_OPEN:
-            return False
-        # The first finaliser is kept in a field: most scopes hold one resource.
-        if self._first_finalizer is None:
-            self._first_finalizer = (provider, kind, obj)
-        else:
-            if self.finalizers is None:
-                self.finalizers = []
-            self.finalizers.append((provider, kind, obj))
-        if kind > 10:
-            self.async_finalizers += 1
-        return True
-
-    cdef object discard(self, object provider, int kind, object obj):
-        """Finalise a resource created after its scope started closing."""
-        error = ScopeClosedError(
-            f"{_describe(provider)} finished initialising after {self!r} closed; "
-            "it was finalised at once."
-        )
-        if kind > 10:
-            return _finalize_async(provider, kind, obj, error)
-        _finalize_sync(provider, kind, obj, error)
+        self.state = STATE_CLOSING
+        closing = _Closing.__new__(_Closing)
+        closing.exc = exc
+        closing.current = exc
+        closing.detach = detach
+        while self._closers:
+            closer = <Closer>self._closers[-1]
+            if asynchronous and (closer.kind > 10 or closer.in_thread):
+                return self._close_async(closing)
+            self._closers.pop()
+            closing.run(closer)
+        self._finish(closing)
         return None
 
+    async def _close_async(self, _Closing closing):
+        cdef Closer closer
+        cdef list batch
+        while self._closers:
+            closer = <Closer>self._closers.pop()
+            if closer.kind > 10:
+                try:
+                    await closer.aclose(closing.current)
+                except BaseException as error:
+                    closing.failed(closer.provider, error)
+            elif closer.in_thread:
+                batch = [closer]
+                while self._closers:
+                    closer = <Closer>self._closers[-1]
+                    if closer.kind > 10 or not closer.in_thread:
+                        break
+                    batch.append(self._closers.pop())
+                await _in_thread(closing, batch)
+            else:
+                closing.run(closer)
+        self._finish(closing)
+
+    cdef void _finish(self, _Closing closing) except *:
+        """Every exit ends here: drop what the scope held, leave it, report."""
+        self.state = STATE_CLOSED
+        if self._pending:
+            error = self.closed_error(None)
+            for entry in list(self._instances.values()):
+                if type(entry) is Creation:
+                    (<Creation>entry).finish(error, False)
+        # A task that outlives the scope may keep the token alive: it must not
+        # keep the request's instances and values with it.
+        PyDict_Clear(self._instances)
+        self._values = None
+        self._closers = None
+        if closing.detach:
+            self._detach()
+        _report(closing)
+
+    cdef void _detach(self) except *:
+        token, self._token = self._token, None
+        try:
+            reset_current(token)
+        except ValueError:
+            raise ScopeError(
+                f"{self!r} must be closed in the context that opened it: a child task or "
+                "thread cannot close its parent's scope."
+            ) from None
+
     def __dealloc__(self):
-        if self.state == STATE_OPEN and self._first_finalizer is not None:
+        if self.state == STATE_OPEN and self._closers:
             # svcs-style warning: resources held by a scope nobody closed.
             warn(
-                f"A scope was garbage-collected while open: "
-                f"{1 + len(self.finalizers or ())} "
+                f"A scope was garbage-collected while open: {len(self._closers)} "
                 "resource(s) were never finalised. Close scopes with `with`, "
                 "`async with` or shutdown().",
                 ResourceWarning,
             )
 
 
-# ScopedResource and a C entry point into it, registered by the providers
-# module (which cimports this one).
-cdef object _resource_type = None
-cdef resource_resolver _resolve_resource = NULL
+cdef str _NOT_COPIED = (
+    "A Scope cannot be copied or pickled: its instances belong to one unit of work. "
+    "Open a new scope with container.scope() instead."
+)
+
+cdef tuple _RETRIED = (CancelledError, GeneratorExit)
 
 
-cdef void set_resource_resolver(resource_resolver resolver):
-    global _resolve_resource
-    _resolve_resource = resolver
+async def _in_thread(_Closing closing, list batch):
+    """Run synchronous finalisers in a worker thread, in this context; keep their order."""
+    try:
+        loop = _get_running_loop_or_raise()
+        future = loop.run_in_executor(None, copy_context().run, closing.run_all, batch)
+    except RuntimeError:  # no usable executor (the loop is shutting down): run them here
+        closing.run_all(batch)
+        return
+    while True:
+        try:
+            await _shield(future)
+            return
+        except CancelledError as error:
+            # The finalisers are running: let them finish before the next
+            # ones start, then the cancellation propagates.
+            closing.failed(None, error)
+            if future.done():
+                return
 
 
-def _register_resource_type(cls):
-    global _resource_type
-    _resource_type = cls
+cdef void _close_quietly(object obj):
+    close = getattr(obj, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            pass
 
 
-cdef str _describe(object provider):
+cdef void _report(_Closing closing) except *:
+    """Raise or attach finaliser errors once every finaliser has run.
+
+    A cancellation, ``KeyboardInterrupt`` or ``SystemExit`` from a finaliser
+    propagates, the other errors noted on it.  Otherwise, after a clean exit
+    the errors are raised together as one :class:`FinalizerError`; after an
+    exception, that exception keeps propagating with each error logged and
+    added to it as a note.
+    """
+    cdef list errors = closing.errors
+    if not errors:
+        return
+    for _, error in errors:
+        if not isinstance(error, Exception):
+            _attach(error, [item for item in errors if item[1] is not error])
+            raise error
+    if closing.exc is None:
+        names = ", ".join(describe(provider) for provider, _ in errors)
+        raise FinalizerError(
+            f"{len(errors)} finaliser(s) failed while closing the scope: {names}",
+            [error for _, error in errors],
+        )
+    _attach(closing.exc, errors)
+
+
+cdef void _attach(object exc, list errors) except *:
+    """Log each finaliser error and add it as a note to ``exc``."""
+    for provider, error in errors:
+        logger.error("Finaliser of %s failed", describe(provider), exc_info=error)
+        note = f"While closing the scope, the finaliser of {describe(provider)} failed: {error!r}"
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # pragma: no cover - Python 3.10
+            exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+
+
+# Names in messages ----------------------------------------------------------
+
+cdef str describe(object provider):
+    if provider is None:
+        return "the scope"
     name = getattr(provider, "_name", None)
     if name:
         return f"{type(provider).__name__} {name!r}"
     return repr(provider)
+
+
+cdef str _attribute(object provider):
+    name = getattr(provider, "_name", None)
+    return repr(name) if name else type(provider).__name__
+
+
+def describe_provider(provider):
+    """Name ``provider`` for an error message: its container attribute where known."""
+    return describe(provider)
 
 
 cdef object generator_error(object provider, bint is_async, bint never_yielded):
@@ -627,119 +987,28 @@ cdef object generator_error(object provider, bint is_async, bint never_yielded):
     kind = "async generator" if is_async else "generator"
     broke = "returned without yielding" if never_yielded else "yielded more than once"
     return ScopeError(
-        f"The {kind} of {_describe(provider)} {broke}; "
+        f"The {kind} of {describe(provider)} {broke}; "
         "a resource generator yields exactly one value."
     )
 
 
-def describe(provider):
-    """Name ``provider`` for an error message: its container attribute where known."""
-    return _describe(provider)
+# Opening scopes ---------------------------------------------------------------
 
-
-cdef void _finalize_sync(object provider, int kind, object obj, object exc) except *:
-    cdef PyObject* extra
-    if kind == FINALIZE_GENERATOR:
-        if exc is None:
-            # PyIter_Next reports exhaustion without raising StopIteration.
-            extra = PyIter_Next(obj)
-            if extra is NULL:
-                return
-            Py_DECREF(<object>extra)
-        else:
-            try:
-                obj.throw(exc)
-            except StopIteration:
-                return
-        obj.close()
-        raise generator_error(provider, False, False)
-    elif kind == FINALIZE_CONTEXT_MANAGER:
-        if exc is None:
-            obj.__exit__(None, None, None)
-        else:
-            obj.__exit__(type(exc), exc, exc.__traceback__)
-    elif kind == FINALIZE_RESOURCE:
-        resource = obj.obj
-        obj.obj = None
-        obj.shutdown(resource, exc)
-
-
-async def _finalize_async(object provider, int kind, object obj, object exc):
-    if kind == FINALIZE_ASYNC_GENERATOR:
-        if exc is None:
-            if await anext(obj, _END) is _END:
-                return
-        else:
-            try:
-                await obj.athrow(exc)
-            except StopAsyncIteration:
-                return
-        await obj.aclose()
-        raise generator_error(provider, True, False)
-    elif kind == FINALIZE_ASYNC_CONTEXT_MANAGER:
-        if exc is None:
-            await obj.__aexit__(None, None, None)
-        else:
-            await obj.__aexit__(type(exc), exc, exc.__traceback__)
-    elif kind == FINALIZE_ASYNC_RESOURCE:
-        resource = obj.obj
-        obj.obj = None
-        await obj.shutdown(resource, exc)
-    else:
-        _finalize_sync(provider, kind, obj, exc)
-
-
-cdef void _report(list errors, object exc) except *:
-    """Raise or attach finaliser errors once every finaliser has run.
-
-    With no exception ending the scope, the errors are raised together as one
-    :class:`FinalizerError` (an ``ExceptionGroup``); a cancellation or other
-    ``BaseException`` from a finaliser is re-raised as it is.  When an
-    exception ends the scope, that exception keeps propagating: each
-    finaliser error is logged and added to it as a note.
-    """
-    if not errors:
-        return
-    names = ", ".join(_describe(provider) for provider, _ in errors)
-    if exc is None:
-        for _, error in errors:
-            if not isinstance(error, Exception):
-                # A cancellation or exit from a finaliser wins; the other
-                # errors are logged and noted on it rather than lost.
-                _attach(error, [item for item in errors if item[1] is not error])
-                raise error
-        raise FinalizerError(
-            f"{len(errors)} finaliser(s) failed while closing the scope: {names}",
-            [error for _, error in errors],
-        )
-    _attach(exc, errors)
-
-
-cdef void _attach(object exc, list errors) except *:
-    """Log each finaliser error and add it as a note to ``exc``."""
-    for provider, error in errors:
-        logger.error("Finaliser of %s failed", _describe(provider), exc_info=error)
-        note = f"While closing the scope, the finaliser of {_describe(provider)} failed: {error!r}"
-        if hasattr(exc, "add_note"):
-            exc.add_note(note)
-        else:  # pragma: no cover - Python 3.10
-            exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+def new_scope_for(container, name, values, Plan plan):
+    """A new, unopened scope of ``container`` that follows ``plan``."""
+    return new_scope(container, name, dict(values) if values else None, plan)
 
 
 @cython.binding(True)
 def open_scope(container, name=None, *, values=None):
-    """Return a new, unopened :class:`Scope` for ``container``.
+    """Return a new, unopened :class:`Scope` of ``container``.
 
-    Bound as ``container.scope()`` on this package's containers and exported
-    as :func:`dependency_injector_scoped.scope` for any dependency-injector
-    container.  ``name`` lets providers declared with ``scope="name"`` bind
-    to it; ``values`` is a mapping read by ``providers.ScopedValue``.
-    The container's scoped graph is checked, and its plan of eager
-    resources computed, when its first scope is created.
+    Bound as ``container.scope()`` on this package's containers.  The
+    container's scoped graph is checked, and its plan made, at its first
+    scope and again after an override.
     """
     plan = getattr(container, "__scoped_plan__", None)
-    if plan is None:
-        from ._graph import plan_for
-
-        plan = plan_for(container)
-    return new_scope(container, name, dict(values) if values else None, <tuple?>plan)
+    if plan is None or (<Plan?>plan).generation != _generation:
+        container.check_scopes()
+        plan = getattr(container, "__scoped_plan__")
+    return new_scope(container, name, dict(values) if values else None, <Plan?>plan)

@@ -25,10 +25,8 @@ from dependency_injector.containers import (  # type: ignore[attr-defined]
 )
 
 from . import _graph
-from ._scope import open_scope
-
-if TYPE_CHECKING:
-    from ._scope import Scope
+from ._scope import Plan, Scope, invalidate_plans, new_scope_for, open_scope
+from .providers import _owner_ref
 
 __all__ = [
     "Container",
@@ -38,9 +36,11 @@ __all__ = [
     "ProvidersOverridingContext",
     "SingletonResetContext",
     "WiringConfiguration",
+    "check_scopes",
     "copy",
     "is_container",
     "override",
+    "scope",
 ]
 
 
@@ -49,43 +49,50 @@ class DynamicContainer(_upstream.DynamicContainer):
 
     scope = open_scope
 
+    def check_scopes(self) -> None:
+        """Check the scoped graph now: raise ``CaptiveDependencyError`` for a captive.
+
+        The first scope does this too; integrations call it when the app
+        starts, so a misconfigured app fails to start instead of failing
+        every request.
+        """
+        _graph.plan_for(self)
+
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if name in self.__dict__.get("providers", ()):
-            _name_scoped(value, name)
-            _graph.forget_plan(self)
+            _own_scoped(value, name, self)
+            invalidate_plans()
 
     def __delattr__(self, name: str) -> None:
         was_provider = name in self.__dict__.get("providers", ())
         super().__delattr__(name)
         if was_provider:
-            _graph.forget_plan(self)
+            invalidate_plans()
 
-    # Overriding through the container re-checks the scoped graph at the next
-    # scope (captive dependencies an override brings in, eager resources).
-    # Overriding a provider directly (``container.session.override(...)``)
-    # is followed by the eager plan, but not re-checked for captives.
+    # Any override may change a scoped graph: the next scope of every
+    # container checks its graph again.
 
     def override(self, overriding: Any) -> None:
         """Override this container's providers with ``overriding``'s."""
         super().override(overriding)
-        _graph.forget_plan(self)
+        invalidate_plans()
 
     def override_providers(self, **overriding_providers: Any) -> Any:
         """Override providers by name; returns upstream's overriding context."""
         context: Any = super().override_providers(**overriding_providers)
-        _graph.forget_plan(self)
+        invalidate_plans()
         return context
 
     def reset_last_overriding(self) -> None:
         """Undo the last container override."""
         super().reset_last_overriding()
-        _graph.forget_plan(self)
+        invalidate_plans()
 
     def reset_override(self) -> None:
         """Undo every override."""
         super().reset_override()
-        _graph.forget_plan(self)
+        invalidate_plans()
 
 
 class DeclarativeContainer(_upstream.DeclarativeContainer):
@@ -95,13 +102,35 @@ class DeclarativeContainer(_upstream.DeclarativeContainer):
 
     if TYPE_CHECKING:
         # Instances are DynamicContainers at run time; this tells type
-        # checkers about the method they get from it.
+        # checkers about the methods they get from it.
         def scope(
             self, name: str | None = None, *, values: Mapping[Any, Any] | None = None
         ) -> Scope:
             """Return a new, unopened scope of this container."""
 
+        def check_scopes(self) -> None:
+            """Check the scoped graph now."""
 
-def _name_scoped(provider: Any, name: str) -> None:
+
+def scope(container: Any, name: str | None = None, *, values: Mapping[Any, Any] | None = None) -> Scope:
+    """Return a new, unopened scope of any dependency-injector container.
+
+    ``name`` lets providers declared with ``scope="name"`` bind to it;
+    ``values`` is a mapping read by ``providers.ScopedValue``.
+    """
+    plan = getattr(container, _graph.PLAN_ATTRIBUTE, None)
+    if not isinstance(plan, Plan) or not plan.is_current:
+        plan = _graph.plan_for(container)
+    return new_scope_for(container, name, values, plan)
+
+
+def check_scopes(container: Any) -> None:
+    """Check any container's scoped graph now: raise ``CaptiveDependencyError`` for a captive."""
+    _graph.plan_for(container)
+
+
+def _own_scoped(provider: Any, name: str, container: Any) -> None:
     if isinstance(provider, _graph.SCOPED_TYPES):
         provider._name = name
+    if isinstance(provider, _graph.CREATING_TYPES) and provider._binding is not None:
+        provider._binding.owner = _owner_ref(container)

@@ -3,29 +3,51 @@
 
 from dependency_injector.providers cimport BaseResource, Factory, Provider, ResourceState
 
-from ._scope cimport Scope
+from ._scope cimport Creation, Plan, Scope
+
+
+cdef class Binding:
+    cdef readonly object scope_name
+    cdef public object name
+    cdef public object owner
+    cdef public Plan plan
+
+    cdef Binding copy(self)
+
+
+cdef class _Call:
+    cdef object call
+    cdef tuple args
+    cdef list positional
+    cdef dict kwargs
+    cdef list pending
+
+    cdef void add(self, object target, object key, object awaitable)
+    cdef void bind_positional(self, tuple args)
+    cdef object next_pending(self)
+    cdef void fill(self, object value) except *
+    cdef void close_rest(self)
+    cdef object invoke(self)
 
 
 cdef class ScopedFactory(Factory):
-    cdef object _scope_name
-    cdef public object _name
+    cdef readonly Binding _binding
 
     cpdef object _provide(self, tuple args, dict kwargs)
-    cdef object _resolve(self, object current, tuple args, dict kwargs)
-    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)
+    cdef object _produce(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)
 
 
 cdef class ScopedResource(BaseResource):
-    cdef object _scope_name
-    cdef public object _name
+    cdef readonly Binding _binding
     cdef int _kind
+    cdef bint _eager
+    cdef bint _close_in_thread
 
     cpdef object _provide(self, tuple args, dict kwargs)
     cdef void set_state(self, ResourceState state)
     cdef ResourceState get_state(self)
-    cdef object _resolve(self, object current, tuple args, dict kwargs)
-    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)
-    cdef object _enter_sync(self, Scope scope, object obj, int kind, bint* deferred)
+    cdef object _produce(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)
+    cdef object _enter(self, Scope scope, object obj, bint* deferred)
 
 
 cdef class ScopedValue(Provider):

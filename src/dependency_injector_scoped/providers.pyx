@@ -4,19 +4,21 @@
 :class:`ScopedFactory` and :class:`ScopedResource` give one instance per
 open scope (see :class:`dependency_injector_scoped.Scope`);
 :class:`ScopedValue` reads a value given when a scope was opened.
+
+A scoped provider is synchronous or asynchronous, as dependency-injector's
+async mode has it: an asynchronous one returns an awaitable at every call,
+also once its instance exists (awaiting that never suspends).
 """
 
 import inspect
 import sys
-from asyncio import CancelledError as _CancelledError
-from asyncio import current_task as _current_task
+import weakref
 
 import dependency_injector.providers as _upstream
 from dependency_injector import resources as _resources
 from dependency_injector.providers import _resolve_string_import
 
-from cpython.dict cimport PyDict_SetItem
-from cpython.pythread cimport PyThread_get_thread_ident
+cimport cython
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SetItem
 
@@ -35,32 +37,32 @@ from dependency_injector.providers cimport (
 )
 
 from ._scope cimport (
-    AsyncEntry,
-    FINALIZE_ASYNC_CONTEXT_MANAGER,
-    FINALIZE_ASYNC_GENERATOR,
-    FINALIZE_ASYNC_RESOURCE,
-    FINALIZE_CONTEXT_MANAGER,
-    FINALIZE_GENERATOR,
-    FINALIZE_RESOURCE,
+    CLOSE_ASYNC_CONTEXT_MANAGER,
+    CLOSE_ASYNC_GENERATOR,
+    CLOSE_ASYNC_RESOURCE,
+    CLOSE_ASYNC_RESOURCE_WITH_ERROR,
+    CLOSE_CONTEXT_MANAGER,
+    CLOSE_GENERATOR,
+    CLOSE_RESOURCE,
+    CLOSE_RESOURCE_WITH_ERROR,
     MODE_SYNC,
+    STATE_CLOSING,
     STATE_OPEN,
-    Pending,
+    Closer,
+    Creation,
+    Plan,
+    Ready,
     Scope,
-    async_marker,
-    block_while_creating,
-    creating_marker,
     current_scope,
+    describe,
     generator_error,
     is_awaitable,
-    notify_settled,
+    new_closer,
     ready,
-    reset_current,
-    set_current,
-    set_resource_resolver,
 )
 
-from ._scope import _register_resource_type, describe
-from .errors import MissingScopeValueError, NoActiveScopeError, ScopeClosedError, ScopeError
+from ._scope import invalidate_plans
+from .errors import MissingScopeValueError, NoActiveScopeError, ScopeError
 
 if sys.version_info >= (3, 11):
     from inspect import iscoroutinefunction
@@ -68,12 +70,11 @@ else:  # pragma: no cover - Python 3.10
     from asyncio import iscoroutinefunction
 
 cdef extern from *:
-    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
     object PyObject_Call(object callable, object args, PyObject* kwargs)
     PyObject* PyIter_Next(object iterator) except? NULL
 
-# Upstream's async-mode constant; providers whose async mode the user
-# enabled always return awaitables.
+# dependency-injector's async-mode values.
+cdef int ASYNC_MODE_UNDEFINED = 0
 cdef int ASYNC_MODE_ENABLED = 1
 
 # What a ScopedResource initializer is, decided once in set_provides().
@@ -88,81 +89,320 @@ cdef enum:
     KIND_ASYNC_RESOURCE = 13
     KIND_ASYNC_RESOURCE_WITH_ERROR = 14
 
+cdef tuple _NO_ARGS = ()
+cdef object _END = object()
+
+
+cdef class Binding:
+    """What binds a scoped provider to its scopes: the scope name, and what names it."""
+
+    def __cinit__(self, scope_name=None):
+        self.scope_name = scope_name
+
+    cdef Binding copy(self):
+        return Binding(self.scope_name)
+
+
+@cython.final
+cdef class _Slot:
+    cdef object target
+    cdef object key
+    cdef object awaitable
+
+    def __cinit__(self, target, key, awaitable):
+        self.target = target
+        self.key = key
+        self.awaitable = awaitable
+
+
+@cython.final
+cdef class _Await:
+    """An instance whose attribute injections must be awaited."""
+
+    cdef object instance
+
+    def __cinit__(self, instance):
+        self.instance = instance
+
 
 # Finding the scope ---------------------------------------------------------
 
 cdef inline Scope _scope_for(object provider, object name, object current):
-    """Return the open scope ``provider`` binds to, seen from ``current``, or raise."""
+    """Return the scope ``provider`` binds to, seen from ``current``, or raise.
+
+    A closing scope still serves the instances it holds (its finalisers
+    resolve in it).
+    """
     cdef Scope scope
     if current is not None:
         scope = <Scope>current
-        if name is None:
-            if scope.state == STATE_OPEN:
-                return scope
-        else:
-            while scope is not None:
-                if scope.name is name or scope.name == name:
-                    if scope.state == STATE_OPEN:
-                        return scope
-                    break
-                scope = scope.parent
+        if name is not None:
+            scope = scope.bound(name)
+        if scope is not None and (scope.state == STATE_OPEN or scope.state == STATE_CLOSING):
+            return scope
     _raise_no_scope(provider, name, current)
 
 
 cdef void _raise_no_scope(object provider, object name, object current) except *:
-    cdef Scope scope = <Scope>current if current is not None else None
+    cdef Scope scope
     what = describe(provider)
-    if name is None:
-        if scope is not None:
-            raise ScopeClosedError(
-                f"{what} was resolved through {scope!r}, which is closed: this task, "
-                "thread or background job outlived its scope. Resolve what it needs "
-                "before the scope ends, or open a new scope for it."
+    if current is None:
+        if name is None:
+            raise NoActiveScopeError(
+                f"{what} was resolved outside any open scope. Resolve it inside "
+                "`with container.scope():` / `async with container.scope():` (or the "
+                "framework integration's scope)."
             )
         raise NoActiveScopeError(
-            f"{what} was resolved outside any open scope. Resolve it inside "
-            "`with container.scope():` / `async with container.scope():` (or the "
-            "framework integration's scope middleware)."
+            f"{what} binds to scope {name!r}, but no scope is open here. Resolve it "
+            f"inside `with container.scope({name!r}):`."
         )
-    while scope is not None:
-        if scope.name == name:
-            raise ScopeClosedError(
-                f"{what} binds to scope {name!r}, which is closed: this task, thread "
-                "or background job outlived it. Open a new scope for it."
+    scope = <Scope>current
+    if name is not None:
+        scope = scope.bound(name)
+        if scope is None:
+            raise NoActiveScopeError(
+                f"{what} binds to scope {name!r}, but no scope named {name!r} is open "
+                f"here. Resolve it inside `with container.scope({name!r}):`."
             )
-        scope = scope.parent
+    raise scope.closed_error(provider)
+
+
+cdef void _check_member(Provider provider, Binding binding, Scope scope) except *:
+    """Refuse to create another container's provider in this scope.
+
+    A scope serves the providers its container's graph reaches (nested
+    containers included), which its captive check covered, and providers
+    that belong to no container.
+    """
+    cdef Plan plan = scope.plan()
+    if plan is None or binding.plan is plan or plan.members is None or binding.owner is None:
+        return
+    if provider in plan.members:
+        binding.plan = plan
+        return
+    owner = binding.owner()
+    if owner is None:
+        return
+    home = _container_label(owner)
     raise NoActiveScopeError(
-        f"{what} binds to scope {name!r}, but no scope named {name!r} is open here. "
-        f"Resolve it inside `with container.scope({name!r}):`."
+        f"{describe(provider)} belongs to {home}, but the scope it was resolved in was "
+        f"opened by {plan.container_label}, which does not serve it: open a scope of "
+        f"{home} for it (`with container.scope():` on a {home}), or reach it from "
+        f"{plan.container_label}'s providers."
     )
 
 
-# Resolving injections ------------------------------------------------------
+def _container_label(container):
+    parent = getattr(container, "declarative_parent", None)
+    cls = parent if parent is not None else type(container)
+    return cls.__name__
 
-cdef tuple _NO_ARGS = ()
-cdef dict _NO_KWARGS = {}  # never mutated: _invoke builds its own dict
+
+cdef object _async_in_sync(object provider):
+    return ScopeError(
+        f"{describe(provider)} needs to await (an asynchronous initializer or "
+        "dependency) and cannot be created in a synchronous scope: use "
+        "`async with container.scope():`."
+    )
 
 
-cdef inline object _inject(Injection injection, object current):
-    """The value of one injection.
+# Resolving -----------------------------------------------------------------
 
-    A dependency that is itself a scoped provider of this module, not
-    overridden, is resolved through its C-level ``_provide``: the same result
-    as calling it, without building call arguments.
+cdef inline Binding _binding_of(Provider provider):
+    if type(provider) is ScopedFactory:
+        return (<ScopedFactory>provider)._binding
+    return (<ScopedResource>provider)._binding
+
+
+cdef inline object _call(Provider provider, tuple args, dict kwargs):
+    """``__call__`` of the scoped providers: the overriding provider, or the scope's instance."""
+    cdef bint pending = False
+    if provider._last_overriding is not None:
+        result = provider._last_overriding(*args, **kwargs)
+        if provider._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
+            return ready(result)
+        return result
+    if type(provider) is ScopedFactory or type(provider) is ScopedResource:
+        result = _resolve(provider, _binding_of(provider), current_scope(), args, kwargs, &pending)
+    else:
+        # A subclass: ``_provide`` is the hook.
+        result = provider._provide(args, kwargs)
+        pending = is_awaitable(result)
+    if provider._async_mode == ASYNC_MODE_ENABLED and not pending and type(result) is not Ready:
+        return ready(result)
+    return result
+
+
+cdef object _resolve(
+        Provider provider, Binding binding, object current, tuple args, dict kwargs, bint* pending
+):
+    """The scope's entry for ``provider``: its instance, or what creates it.
+
+    An asynchronous provider's instance is stored as a ``Ready``; a miss of
+    one returns the coroutine that creates it (``pending`` is set).
     """
+    if binding is None:
+        raise ScopeError(
+            f"{type(provider).__name__} {provider!r} was not initialised: a subclass "
+            "must call super().__init__()."
+        )
+    cdef Scope scope = _scope_for(provider, binding.scope_name, current)
+    cdef PyObject* entry = scope.get(provider)
+    if entry is not NULL and type(<object>entry) is not Creation:
+        return <object>entry
+    if provider._async_mode == ASYNC_MODE_ENABLED:
+        pending[0] = True
+        if scope.mode == MODE_SYNC and scope.state == STATE_OPEN:
+            raise _async_in_sync(provider)
+        return _create_async(provider, binding, scope, args, kwargs, None)
+    return _create_sync(provider, binding, scope, current, entry, args, kwargs, pending)
+
+
+cdef object _create_sync(
+        Provider provider,
+        Binding binding,
+        Scope scope,
+        object current,
+        PyObject* entry,
+        tuple args,
+        dict kwargs,
+        bint* pending,
+):
+    """Create ``provider`` in ``scope`` exactly once, in this thread."""
+    cdef Creation creation
+    cdef bint deferred = False
+    while entry is not NULL:
+        if type(<object>entry) is not Creation:
+            return <object>entry
+        # A reference of our own: the table drops its own once the creation settles.
+        creation = <Creation>entry
+        creation.wait()
+        entry = scope.get(provider)
+    _check_member(provider, binding, scope)
+    creation = scope.begin(provider, scope is not current, False)
+    try:
+        value = _produce(provider, scope, args, kwargs, &deferred)
+    except BaseException as error:
+        scope.abandon(creation, error)
+        raise
+    if deferred:
+        # It turned out to need an await: from now on the provider is
+        # asynchronous, and a coroutine creates the instance.
+        scope.abandon(creation, None)
+        provider._async_mode = ASYNC_MODE_ENABLED
+        if scope.mode == MODE_SYNC:
+            _close_quietly(value)
+            raise _async_in_sync(provider)
+        pending[0] = True
+        return _create_async(provider, binding, scope, args, kwargs, value)
+    scope.settle(creation, value)
+    return value
+
+
+cdef inline object _produce(Provider provider, Scope scope, tuple args, dict kwargs, bint* deferred):
+    if isinstance(provider, ScopedFactory):
+        return (<ScopedFactory>provider)._produce(scope, scope, args, kwargs, deferred)
+    return (<ScopedResource>provider)._produce(scope, scope, args, kwargs, deferred)
+
+
+async def _create_async(
+        Provider provider, Binding binding, Scope scope, tuple args, dict kwargs, started
+):
+    """Create ``provider`` in ``scope`` exactly once; coroutines of the scope share it.
+
+    Nothing is marked before this coroutine first runs, so a coroutine that is
+    closed or dropped unstarted holds nothing; once marked, every way out
+    settles or abandons the mark.  ``started`` is what a synchronous attempt
+    already produced before it found it must await.
+    """
+    cdef Creation creation
+    cdef PyObject* entry
+    cdef bint deferred = False
+    while True:
+        entry = scope.get(provider)
+        if entry is NULL:
+            break
+        if type(<object>entry) is not Creation:
+            _close_quietly(started)
+            value = <object>entry
+            return (<Ready>value).value if type(value) is Ready else value
+        await (<Creation>entry).wait_async()
+    try:
+        _check_member(provider, binding, scope)
+        creation = scope.begin(provider, scope is not current_scope(), True)
+    except BaseException:
+        _close_quietly(started)
+        raise
+    try:
+        if started is not None:
+            obj = started
+            started = None
+            deferred = True
+        else:
+            obj = _produce(provider, scope, args, kwargs, &deferred)
+        if type(obj) is _Call:
+            # Awaitable injections, awaited one after the other here: no
+            # task, no gather, no coroutine of their own.
+            while True:
+                awaitable = (<_Call>obj).next_pending()
+                if awaitable is None:
+                    break
+                try:
+                    dependency = await awaitable
+                except BaseException:
+                    (<_Call>obj).close_rest()
+                    raise
+                (<_Call>obj).fill(dependency)
+            obj = (<_Call>obj).invoke()
+            deferred = True
+        if not deferred:
+            value = obj
+        elif isinstance(provider, ScopedFactory):
+            if type(obj) is _Await:
+                obj = (<_Await>obj).instance
+            elif is_awaitable(obj):
+                obj = await obj
+            value = await _set_attributes(<ScopedFactory>provider, scope, obj)
+        else:
+            value = await _enter_async(<ScopedResource>provider, scope, obj)
+    except BaseException as error:
+        scope.abandon(creation, error)
+        raise
+    scope.settle(creation, ready(value))
+    return value
+
+
+# Injections ------------------------------------------------------------------
+
+cdef inline object _inject(Injection injection, object current, bint* awaitable):
+    """The value of one injection; ``awaitable`` set when it must be awaited.
+
+    A dependency that is a scoped provider of this module, not overridden,
+    is resolved through the C-level path: the same result as calling it,
+    without building call arguments, and its ready instance unwrapped.
+    """
+    cdef bint pending = False
     cdef object dependency
     if injection._call:
         dependency = injection._value
         if (
             (type(dependency) is ScopedFactory or type(dependency) is ScopedResource)
             and (<Provider>dependency)._last_overriding is None
-            and (<Provider>dependency)._async_mode != ASYNC_MODE_ENABLED
         ):
-            # Same context, same innermost scope: no context-variable lookup.
-            if type(dependency) is ScopedFactory:
-                return (<ScopedFactory>dependency)._resolve(current, _NO_ARGS, _NO_KWARGS)
-            return (<ScopedResource>dependency)._resolve(current, _NO_ARGS, _NO_KWARGS)
-    return _get_value(injection)
+            value = _resolve(
+                dependency, _binding_of(dependency), current, _NO_ARGS, None, &pending
+            )
+            if pending:
+                awaitable[0] = True
+                return value
+            if type(value) is Ready:
+                return (<Ready>value).value
+            return value
+    value = _get_value(injection)
+    if is_awaitable(value):
+        awaitable[0] = True
+    return value
 
 
 cdef object _invoke(
@@ -174,20 +414,13 @@ cdef object _invoke(
         tuple inj_kwargs,
         int inj_kwargs_len,
         object current,
-        object sync_provider,
         bint* deferred,
 ):
-    """Call ``call`` with its injections, or return a coroutine that will.
-
-    Injections that resolve to awaitables are awaited one after the other in
-    a single coroutine (no tasks, no gather, no callbacks); ``deferred`` is
-    set when that coroutine is returned instead of the call's result.  In a
-    synchronous scope (``sync_provider`` given) awaitable injections are
-    closed and refused with an error naming that provider.
-    """
+    """Call ``call`` with its injections, or return the ``_Call`` that must await some first."""
     cdef Py_ssize_t index
     cdef Py_ssize_t extra
-    cdef list awaited = None
+    cdef bint awaitable = False
+    cdef _Call pending_call = None
     cdef object value
     cdef object name
     cdef NamedInjection injection
@@ -197,11 +430,12 @@ cdef object _invoke(
         extra = len(args)
         positional = PyTuple_New(inj_args_len + extra)
         for index in range(inj_args_len):
-            value = _inject(<Injection>inj_args[index], current)
-            if is_awaitable(value):
-                if awaited is None:
-                    awaited = []
-                awaited += (None, index, value)
+            value = _inject(<Injection>inj_args[index], current, &awaitable)
+            if awaitable:
+                awaitable = False
+                if pending_call is None:
+                    pending_call = _Call.__new__(_Call)
+                pending_call.add(None, index, value)
             Py_INCREF(value)
             PyTuple_SetItem(positional, index, value)
         for index in range(extra):
@@ -215,13 +449,14 @@ cdef object _invoke(
             kwargs = {}
             for index in range(inj_kwargs_len):
                 injection = <NamedInjection>inj_kwargs[index]
-                value = _inject(injection, current)
+                value = _inject(injection, current, &awaitable)
                 name = _get_name(injection)
                 kwargs[name] = value
-                if is_awaitable(value):
-                    if awaited is None:
-                        awaited = []
-                    awaited += (kwargs, name, value)
+                if awaitable:
+                    awaitable = False
+                    if pending_call is None:
+                        pending_call = _Call.__new__(_Call)
+                    pending_call.add(kwargs, name, value)
         else:
             kwargs, prefixed = _separate_prefixed_kwargs(kwargs)
             for index in range(inj_kwargs_len):
@@ -231,196 +466,124 @@ cdef object _invoke(
                     continue
                 if name in prefixed:
                     value = _get_value_kwargs(injection, prefixed[name])
+                    awaitable = is_awaitable(value)
                 else:
-                    value = _inject(injection, current)
+                    value = _inject(injection, current, &awaitable)
                 kwargs[name] = value
-                if is_awaitable(value):
-                    if awaited is None:
-                        awaited = []
-                    awaited += (kwargs, name, value)
+                if awaitable:
+                    awaitable = False
+                    if pending_call is None:
+                        pending_call = _Call.__new__(_Call)
+                    pending_call.add(kwargs, name, value)
 
-    if awaited is None:
+    if pending_call is None:
         if kwargs:
             return PyObject_Call(call, args, <PyObject*>kwargs)
         return PyObject_Call(call, args, NULL)
-    if sync_provider is not None:
-        for index in range(2, len(awaited), 3):
-            _close_quietly(awaited[index])
-        raise ScopeError(
-            f"{describe(sync_provider)} depends on a provider that must be awaited "
-            "and cannot be created in a synchronous scope: use "
-            "`async with container.scope():`."
-        )
     deferred[0] = True
-    positional_list = list(args)
-    for index in range(0, len(awaited), 3):
-        if awaited[index] is None:
-            awaited[index] = positional_list
-    return _invoke_async(call, positional_list, kwargs, awaited)
+    pending_call.call = call
+    pending_call.kwargs = kwargs
+    pending_call.bind_positional(args)
+    return pending_call
 
 
-async def _invoke_async(call, list args, dict kwargs, list awaited):
-    cdef Py_ssize_t index
-    for index in range(0, len(awaited), 3):
+cdef class _Call:
+    """A call whose awaitable injections are awaited first, one after the other."""
+
+    cdef void add(self, object target, object key, object awaitable):
+        if self.pending is None:
+            self.pending = []
+        self.pending.append(_Slot(target, key, awaitable))
+
+    cdef void bind_positional(self, tuple args):
+        for slot in self.pending:
+            if (<_Slot>slot).target is None:
+                if self.positional is None:
+                    self.positional = list(args)
+                (<_Slot>slot).target = self.positional
+        self.args = args
+
+    cdef object next_pending(self):
+        """The next awaitable to await, or None when all are filled."""
+        if not self.pending:
+            return None
+        return (<_Slot>self.pending[0]).awaitable
+
+    cdef void fill(self, object value) except *:
+        cdef _Slot slot = <_Slot>self.pending.pop(0)
+        slot.target[slot.key] = value
+
+    cdef void close_rest(self):
+        # The first pending one failed; the others never run.
+        for slot in self.pending[1:]:
+            _close_quietly((<_Slot>slot).awaitable)
+        self.pending = None
+
+    cdef object invoke(self):
+        args = tuple(self.positional) if self.positional is not None else self.args
+        if self.kwargs:
+            return PyObject_Call(self.call, args, <PyObject*>self.kwargs)
+        return PyObject_Call(self.call, args, NULL)
+
+
+cdef void _close_quietly(object obj):
+    if obj is None or type(obj) is Ready:
+        return
+    close = getattr(obj, "close", None)
+    if close is not None:
         try:
-            awaited[index][awaited[index + 1]] = await awaited[index + 2]
-        except BaseException:
-            for rest in awaited[index + 5::3]:
-                close = getattr(rest, "close", None)
-                if close is not None:
-                    close()
-            raise
-    result = call(*args, **kwargs)
-    if is_awaitable(result):
-        result = await result
-    return result
+            close()
+        except Exception:
+            pass
 
 
-# Creating instances once per scope ----------------------------------------
-
-cdef object _create(Provider provider, Scope scope, object current, object entry, tuple args, dict kwargs):
-    """First resolution of ``provider`` in ``scope``: build it exactly once."""
-    cdef Pending marker
+async def _set_attributes(ScopedFactory provider, Scope scope, instance):
+    """Inject a factory's attributes, awaiting the awaitable ones."""
     cdef bint deferred = False
-    if entry is not None:
-        return _wait(provider, scope, <Pending>entry, args, kwargs)
-
-    marker = creating_marker()
-    PyDict_SetItem(scope.instances, provider, marker)
-    token = None
-    if scope is not current:
-        # Bound to an outer (named) scope: its dependencies are resolved as seen
-        # from that scope, so it can never capture a shorter-lived instance.
-        token = set_current(scope)
-        current = scope
-    try:
-        result = _build_instance(provider, scope, current, args, kwargs, &deferred)
-    except BaseException as error:
-        if token is not None:
-            reset_current(token)
-        _abandon(scope, provider, marker, error)
-        raise
-    if token is not None:
-        reset_current(token)
+    if provider._attributes_len == 0:
+        return instance
+    attributes = _invoke(
+        dict, (), (), 0, {}, provider._attributes, provider._attributes_len, scope, &deferred
+    )
     if deferred:
-        if scope.mode == MODE_SYNC:
-            _close_quietly(result)
-            error = ScopeError(
-                f"{describe(provider)} needs to await (an asynchronous dependency "
-                "or initializer) and cannot be created in a synchronous scope: use "
-                "`async with container.scope():`."
-            )
-            _abandon(scope, provider, marker, error)
-            raise error
-        # Coroutines of this event loop share an asynchronous creation.
-        if type(result) is _GeneratorEntry:
-            (<_GeneratorEntry>result).marker = marker
-            return result  # the opening scope awaits it; the thread's marker stays
-        marker = async_marker()
-        PyDict_SetItem(scope.instances, provider, marker)
-        scope.async_pending += 1
-        if isinstance(provider, ScopedResource):
-            return result  # _enter_async settles the marker itself: one coroutine less.
-        return _finish_async(provider, scope, marker, result)
-    _settle(scope, provider, marker, result)
-    return result
+        while True:
+            awaitable = (<_Call>attributes).next_pending()
+            if awaitable is None:
+                break
+            try:
+                value = await awaitable
+            except BaseException:
+                (<_Call>attributes).close_rest()
+                raise
+            (<_Call>attributes).fill(value)
+        attributes = (<_Call>attributes).kwargs
+    for name, value in (<dict>attributes).items():
+        setattr(instance, name, value)
+    return instance
 
 
-cdef inline object _build_instance(
-        Provider provider, Scope scope, object current, tuple args, dict kwargs, bint* deferred
-):
-    if isinstance(provider, ScopedFactory):
-        return (<ScopedFactory>provider)._build(scope, current, args, kwargs, deferred)
-    return (<ScopedResource>provider)._build(scope, current, args, kwargs, deferred)
+# Shared by ScopedFactory and ScopedResource ------------------------------------
 
-
-cdef void _settle(Scope scope, object provider, Pending marker, object value) except *:
-    if scope.state != STATE_OPEN:
-        error = ScopeClosedError(f"{describe(provider)} was created after {scope!r} closed.")
-        if marker.is_async:
-            marker.fail(error, False)
-        raise error
-    PyDict_SetItem(scope.instances, provider, value)
-    if marker.is_async:
-        marker.settle(value)
-    notify_settled()
-
-
-cdef void _abandon(Scope scope, object provider, Pending marker, object error) except *:
-    cdef PyObject* entry = PyDict_GetItemWithError(scope.instances, provider)
-    if entry is not NULL and <object>entry is marker:
-        del scope.instances[provider]
-    if marker.is_async:
-        # A cancelled creator leaves the work to whoever waits; other errors are shared.
-        marker.fail(error, isinstance(error, _CancelledError))
-    notify_settled()
-
-
-async def _finish_async(provider, Scope scope, Pending marker, coroutine):
-    # The creating task: if it ends up waiting on its own creation, that is a cycle.
-    marker.task = _current_task()
-    try:
-        try:
-            value = await coroutine
-        finally:
-            scope.async_pending -= 1
-    except BaseException as error:
-        _abandon(scope, provider, marker, error)
-        raise
-    _settle(scope, provider, marker, value)
-    return value
-
-
-cdef object _wait(Provider provider, Scope scope, Pending marker, tuple args, dict kwargs):
-    """Another resolution is creating ``provider`` in ``scope``: share its result."""
-    if marker.owner == PyThread_get_thread_ident():
-        if marker.is_async and (marker.task is None or marker.task is not _current_task()):
-            return _wait_async(provider, marker, args, kwargs)
-        raise ScopeError(
-            f"Circular dependency: {describe(provider)} was resolved again while "
-            "it was being created."
-        )
-    block_while_creating(scope, provider, marker)
-    return provider(*args, **kwargs)
-
-
-async def _wait_async(Provider provider, Pending marker, tuple args, dict kwargs):
-    await marker.wait_async()
-    if marker.error is None:
-        return marker.value
-    if not marker.retry:
-        raise marker.error
-    result = provider(*args, **kwargs)
-    if is_awaitable(result):
-        result = await result
-    return result
-
-
-cdef inline object _call(Provider provider, tuple args, dict kwargs):
-    """``__call__`` of the scoped providers: an overriding provider, else the scope's instance."""
-    if provider._last_overriding is not None:
-        return provider._last_overriding(*args, **kwargs)
-    # Direct C calls for the exact classes: on CPython 3.12+ a cpdef call checks
-    # for a Python override with an attribute lookup on every call.
-    if type(provider) is ScopedFactory:
-        result = (<ScopedFactory>provider)._resolve(current_scope(), args, kwargs)
-    elif type(provider) is ScopedResource:
-        result = (<ScopedResource>provider)._resolve(current_scope(), args, kwargs)
+cdef object _copy_binding(Provider copied, Binding binding):
+    cdef Binding fresh = binding.copy()
+    fresh.name = binding.name
+    if type(copied) is ScopedFactory or isinstance(copied, ScopedFactory):
+        (<ScopedFactory>copied)._binding = fresh
     else:
-        result = provider._provide(args, kwargs)
-    if provider._async_mode == ASYNC_MODE_ENABLED and not is_awaitable(result):
-        return ready(result)
-    return result
+        (<ScopedResource>copied)._binding = fresh
 
 
 # ScopedFactory -------------------------------------------------------------
+
 
 cdef class ScopedFactory(Factory):
     """Factory that creates one instance per scope.
 
     The first call inside an open scope creates the instance; every later call
     in that scope, from any task or thread sharing it, returns the same one.
-    Injections follow :class:`~dependency_injector.providers.Factory`.
+    Injections follow :class:`~dependency_injector.providers.Factory`.  When
+    creating it needs an await (an asynchronous dependency, or ``provides``
+    is a coroutine function), every call returns an awaitable.
 
     ``scope="name"`` binds the provider to the nearest open scope with that
     name; without it, it binds to the innermost open scope.  (An injection
@@ -428,7 +591,7 @@ cdef class ScopedFactory(Factory):
     """
 
     def __init__(self, provides=None, *args, scope=None, **kwargs):
-        self._scope_name = scope
+        self._binding = Binding(scope)
         Factory.__init__(self, provides, *args, **kwargs)
 
     def __call__(self, *args, **kwargs):
@@ -444,27 +607,65 @@ cdef class ScopedFactory(Factory):
         if copied is not None:
             return copied
         copied = Factory.__deepcopy__(self, memo)
-        (<ScopedFactory>copied)._scope_name = self._scope_name
-        (<ScopedFactory>copied)._name = self._name
+        _copy_binding(copied, self._binding)
         return copied
+
+    def set_provides(self, provides):
+        """Set the class or callable; a coroutine function makes the provider asynchronous."""
+        Factory.set_provides(self, provides)
+        if iscoroutinefunction(self.provides):
+            self._async_mode = ASYNC_MODE_ENABLED
+        return self
+
+    # Keep upstream's override bookkeeping, and make every container check
+    # its scoped graph again at its next scope.
+    def override(self, provider):
+        """Override with ``provider``; containers re-check their scoped graphs."""
+        context = Factory.override(self, provider)
+        invalidate_plans()
+        return context
+
+    def reset_last_overriding(self):
+        """Undo the last override; containers re-check their scoped graphs."""
+        Factory.reset_last_overriding(self)
+        invalidate_plans()
+
+    def reset_override(self):
+        """Undo every override; containers re-check their scoped graphs."""
+        Factory.reset_override(self)
+        invalidate_plans()
+
+    def register_overrides(self, provider):
+        """Record that this provider overrides ``provider``."""
+        Factory.register_overrides(self, provider)
+        invalidate_plans()
 
     @property
     def scope_name(self):
         """The scope name this provider binds to, or ``None`` for the innermost."""
-        return self._scope_name
+        return self._binding.scope_name if self._binding is not None else None
+
+    @property
+    def _name(self):
+        return self._binding.name if self._binding is not None else None
+
+    @_name.setter
+    def _name(self, value):
+        if self._binding is not None:
+            self._binding.name = value
 
     cpdef object _provide(self, tuple args, dict kwargs):
-        return self._resolve(current_scope(), args, kwargs)
+        cdef bint pending = False
+        return _resolve(self, self._binding, current_scope(), args, kwargs, &pending)
 
-    cdef object _resolve(self, object current, tuple args, dict kwargs):
-        cdef Scope scope = _scope_for(self, self._scope_name, current)
-        cdef PyObject* entry = PyDict_GetItemWithError(scope.instances, self)
-        if entry is not NULL and type(<object>entry) is not Pending:
-            return <object>entry
-        return _create(self, scope, current, <object>entry if entry is not NULL else None, args, kwargs)
-
-    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred):
+    cdef object _produce(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred):
+        """Build the instance; ``deferred`` when the result still has to be awaited."""
         cdef Callable instantiator = self._instantiator
+        if instantiator is None:
+            raise ScopeError(
+                f"{type(self).__name__} {self!r} was not initialised: a subclass must "
+                "call super().__init__()."
+            )
         instance = _invoke(
             instantiator._provides,
             args,
@@ -474,42 +675,24 @@ cdef class ScopedFactory(Factory):
             instantiator._kwargs,
             instantiator._kwargs_len,
             current,
-            self if scope.mode == MODE_SYNC else None,
             deferred,
         )
-        if not deferred[0] and is_awaitable(instance):
+        if deferred[0]:
+            return instance
+        if is_awaitable(instance):
             deferred[0] = True
+            return instance
         if self._attributes_len == 0:
             return instance
-        if deferred[0]:
-            return _inject_attributes_async(self._attributes, instance, current)
         attributes = _invoke(
-            dict, (), (), 0, {}, self._attributes, self._attributes_len, current,
-            self if scope.mode == MODE_SYNC else None, deferred,
+            dict, (), (), 0, {}, self._attributes, self._attributes_len, current, deferred
         )
         if deferred[0]:
-            return _inject_attributes_async(None, _pair(instance, attributes), current)
+            _close_quietly(attributes)
+            return _Await(instance)
         for name, value in (<dict>attributes).items():
             setattr(instance, name, value)
         return instance
-
-
-async def _pair(instance, attributes):
-    return instance, await attributes
-
-
-async def _inject_attributes_async(tuple injections, awaitable, current):
-    cdef bint deferred = False
-    if injections is None:
-        instance, attributes = await awaitable
-    else:
-        instance = await awaitable
-        attributes = _invoke(dict, (), (), 0, {}, injections, len(injections), current, None, &deferred)
-        if deferred:
-            attributes = await attributes
-    for name, value in attributes.items():
-        setattr(instance, name, value)
-    return instance
 
 
 # ScopedResource ------------------------------------------------------------
@@ -550,29 +733,37 @@ cdef bint _takes_error(object shutdown) except -1:
 cdef class ScopedResource(BaseResource):
     """Resource with one instance per scope, finalised when the scope exits.
 
-    The initializer may be a generator function, an async generator function,
-    a function returning a context manager or an async context manager, a
-    :class:`dependency_injector.resources.Resource` or ``AsyncResource``
-    subclass, a coroutine function or a plain callable.  The exception that
-    ends the scope is delivered to its finaliser: thrown into the generator,
-    passed to ``__exit__``/``__aexit__``, or given to ``shutdown(resource,
-    exc)`` when a Resource subclass's ``shutdown`` accepts it.
+    Created at its first resolution in a scope (``eager=True``: when the
+    scope opens).  The initializer may be a generator function, an async
+    generator function, a function returning a context manager or an async
+    context manager, a :class:`dependency_injector.resources.Resource` or
+    ``AsyncResource`` subclass, a coroutine function or a plain callable.
+    An asynchronous one makes the provider return an awaitable at every call.
+
+    The exception that ends the scope is delivered to its finaliser: thrown
+    into the generator, passed to ``__exit__``/``__aexit__``, or given to
+    ``shutdown(resource, exc)`` when a Resource subclass's ``shutdown``
+    accepts it.  When the scope closes asynchronously a synchronous finaliser
+    runs in a worker thread, off the event loop, unless
+    ``close_in_thread=False``.
 
     ``container.init_resources()`` and ``shutdown_resources()`` leave scoped
-    resources to their scopes: ``init()`` initialises in the current scope
-    when one is open and does nothing otherwise, ``shutdown()`` does nothing
-    (the scope finalises), and ``initialized`` is always ``False``.
+    resources to their scopes: ``init()`` creates the instance in the current
+    scope when one is open and does nothing otherwise, ``shutdown()`` does
+    nothing (the scope finalises), and ``initialized`` is always ``False``.
     """
 
-    def __init__(self, provides=None, *args, scope=None, **kwargs):
-        self._scope_name = scope
+    def __init__(self, provides=None, *args, scope=None, eager=False, close_in_thread=True, **kwargs):
+        self._binding = Binding(scope)
+        self._eager = eager
+        self._close_in_thread = close_in_thread
         BaseResource.__init__(self, provides, *args, **kwargs)
 
     def __call__(self, *args, **kwargs):
         return _call(self, args, kwargs)
 
     def async_(self, *args, **kwargs):
-        """Return an awaitable of the resource, whether or not it is initialised yet."""
+        """Return an awaitable of the resource, whether or not it is created yet."""
         result = _call(self, args, kwargs)
         return result if is_awaitable(result) else ready(result)
 
@@ -581,8 +772,9 @@ cdef class ScopedResource(BaseResource):
         if copied is not None:
             return copied
         copied = BaseResource.__deepcopy__(self, memo)
-        (<ScopedResource>copied)._scope_name = self._scope_name
-        (<ScopedResource>copied)._name = self._name
+        _copy_binding(copied, self._binding)
+        (<ScopedResource>copied)._eager = self._eager
+        (<ScopedResource>copied)._close_in_thread = self._close_in_thread
         return copied
 
     def set_provides(self, provides):
@@ -590,12 +782,54 @@ cdef class ScopedResource(BaseResource):
         provides = _resolve_string_import(provides)
         self._kind = _classify(provides)
         self._provides = provides
+        if self._kind > 10:
+            self._async_mode = ASYNC_MODE_ENABLED
         return self
+
+    def override(self, provider):
+        """Override with ``provider``; containers re-check their scoped graphs."""
+        context = BaseResource.override(self, provider)
+        invalidate_plans()
+        return context
+
+    def reset_last_overriding(self):
+        """Undo the last override; containers re-check their scoped graphs."""
+        BaseResource.reset_last_overriding(self)
+        invalidate_plans()
+
+    def reset_override(self):
+        """Undo every override; containers re-check their scoped graphs."""
+        BaseResource.reset_override(self)
+        invalidate_plans()
+
+    def register_overrides(self, provider):
+        """Record that this provider overrides ``provider``."""
+        BaseResource.register_overrides(self, provider)
+        invalidate_plans()
 
     @property
     def scope_name(self):
         """The scope name this provider binds to, or ``None`` for the innermost."""
-        return self._scope_name
+        return self._binding.scope_name if self._binding is not None else None
+
+    @property
+    def _name(self):
+        return self._binding.name if self._binding is not None else None
+
+    @_name.setter
+    def _name(self, value):
+        if self._binding is not None:
+            self._binding.name = value
+
+    @property
+    def eager(self):
+        """Whether the resource is created when its scope opens, not at first use."""
+        return self._eager
+
+    @property
+    def close_in_thread(self):
+        """Whether an asynchronous close runs a synchronous finaliser in a worker thread."""
+        return self._close_in_thread
 
     @property
     def is_async(self):
@@ -608,18 +842,15 @@ cdef class ScopedResource(BaseResource):
         return False
 
     def init(self):
-        """Initialise in the current scope if one is open; otherwise do nothing."""
+        """Create the instance in the current scope if one is open; otherwise do nothing."""
         cdef object current = current_scope()
         cdef Scope scope
-        if current is None:
+        if current is None or self._binding is None:
             return None
-        if self._scope_name is not None:
-            scope = <Scope>current
-            while scope is not None and scope.name != self._scope_name:
-                scope = scope.parent
-            if scope is None or scope.state != STATE_OPEN:
-                return None
-        elif (<Scope>current).state != STATE_OPEN:
+        scope = <Scope>current
+        if self._binding.scope_name is not None:
+            scope = scope.bound(self._binding.scope_name)
+        if scope is None or scope.state != STATE_OPEN:
             return None
         return self.__call__()
 
@@ -634,74 +865,102 @@ cdef class ScopedResource(BaseResource):
         return None
 
     cpdef object _provide(self, tuple args, dict kwargs):
-        return self._resolve(current_scope(), args, kwargs)
+        cdef bint pending = False
+        return _resolve(self, self._binding, current_scope(), args, kwargs, &pending)
 
-    cdef object _resolve(self, object current, tuple args, dict kwargs):
-        cdef Scope scope = _scope_for(self, self._scope_name, current)
-        cdef PyObject* entry = PyDict_GetItemWithError(scope.instances, self)
-        if entry is not NULL and type(<object>entry) is not Pending:
-            return <object>entry
-        return _create(self, scope, current, <object>entry if entry is not NULL else None, args, kwargs)
-
-    cdef object _build(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred):
+    cdef object _produce(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred):
+        """Initialise and enter the resource; ``deferred`` when that must still be awaited."""
         if self._kind == KIND_UNSET:
             raise ScopeError(f"{describe(self)} has no initializer: call set_provides() first.")
-        if self._kind > 10 and scope.mode == MODE_SYNC:
-            raise ScopeError(
-                f"{describe(self)} is asynchronous and cannot be initialised in a "
-                "synchronous scope: use `async with container.scope():`."
-            )
         obj = _invoke(
             self._provides,
             args,
-            self._args,
+            self._args if self._args is not None else _NO_ARGS,
             self._args_len,
             kwargs,
-            self._kwargs,
+            self._kwargs if self._kwargs is not None else _NO_ARGS,
             self._kwargs_len,
             current,
-            self if scope.mode == MODE_SYNC else None,
             deferred,
         )
         if deferred[0]:
-            return _enter_async(self, scope, obj, True)
-        return self._enter_sync(scope, obj, self._kind, deferred)
+            return obj
+        return self._enter(scope, obj, deferred)
 
-    cdef object _enter_sync(self, Scope scope, object obj, int kind, bint* deferred):
-        """Enter what the initializer returned, as ``kind``; defer what must be awaited."""
-        cdef int finalizer
+    cdef object _enter(self, Scope scope, object obj, bint* deferred):
+        """Enter what the initializer returned; defer what must be awaited."""
+        cdef int kind = self._kind
+        cdef int closer_kind
+        cdef PyObject* first
         if kind == KIND_GENERATOR:
             first = PyIter_Next(obj)
             if first is NULL:
                 raise generator_error(self, False, True)
             value = <object>first
             Py_DECREF(value)
-            finalizer = FINALIZE_GENERATOR
+            closer_kind = CLOSE_GENERATOR
         elif kind == KIND_RESOURCE or kind == KIND_RESOURCE_WITH_ERROR:
             value = obj.__enter__()
-            finalizer = FINALIZE_RESOURCE if kind == KIND_RESOURCE_WITH_ERROR else FINALIZE_CONTEXT_MANAGER
+            closer_kind = CLOSE_RESOURCE_WITH_ERROR if kind == KIND_RESOURCE_WITH_ERROR else CLOSE_RESOURCE
         elif kind == KIND_CALLABLE and not is_awaitable(obj) and not _is_async_context_manager(obj):
             if not _is_context_manager(obj):
                 return obj
             value = obj.__enter__()
-            finalizer = FINALIZE_CONTEXT_MANAGER
+            closer_kind = CLOSE_CONTEXT_MANAGER
         else:
-            if scope.mode == MODE_SYNC:
-                _close_quietly(obj)
-                raise ScopeError(
-                    f"{describe(self)} returned an awaitable or async context manager "
-                    "and cannot be initialised in a synchronous scope: use "
-                    "`async with container.scope():`."
-                )
             deferred[0] = True
-            if kind == KIND_ASYNC_GENERATOR and scope.entry_provider is self:
-                scope.entry_provider = None
-                return _GeneratorEntry(self, scope, obj)
-            return _enter_async(self, scope, obj, False)
-        if not scope.add_finalizer(self, finalizer, obj):
-            scope.discard(self, finalizer, obj)
-            raise ScopeClosedError(f"{describe(self)} was initialised after its scope closed.")
+            return obj
+        _register(self, scope, new_closer(self, closer_kind, obj, value, self._close_in_thread))
         return value
+
+
+cdef void _register(ScopedResource provider, Scope scope, Closer closer) except *:
+    """Hand a finaliser to the scope; finalise at once if the scope already closed."""
+    if scope.add_closer(closer):
+        return
+    error = scope.closed_error(provider)
+    pending = closer.discard(error)
+    if pending is not None:
+        _close_quietly(pending)
+    raise error
+
+
+async def _enter_async(ScopedResource provider, Scope scope, obj):
+    """Enter what an initializer returned, awaiting what must be awaited."""
+    cdef int kind = provider._kind
+    cdef int closer_kind = 0
+    cdef bint deferred = False
+    if kind == KIND_ASYNC_GENERATOR:
+        value = await anext(obj, _END)
+        if value is _END:
+            raise generator_error(provider, True, True)
+        closer_kind = CLOSE_ASYNC_GENERATOR
+    elif kind == KIND_ASYNC_RESOURCE or kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
+        value = await obj.__aenter__()
+        closer_kind = (
+            CLOSE_ASYNC_RESOURCE_WITH_ERROR if kind == KIND_ASYNC_RESOURCE_WITH_ERROR
+            else CLOSE_ASYNC_RESOURCE
+        )
+    else:
+        if is_awaitable(obj) and kind != KIND_RESOURCE and kind != KIND_GENERATOR:
+            obj = await obj
+            if kind == KIND_COROUTINE:
+                kind = KIND_CALLABLE
+        if kind == KIND_CALLABLE and _is_async_context_manager(obj):
+            value = await obj.__aenter__()
+            closer_kind = CLOSE_ASYNC_CONTEXT_MANAGER
+        elif kind == KIND_CALLABLE and is_awaitable(obj):
+            return obj  # an awaitable's awaitable is the value, as upstream has it
+        else:
+            return provider._enter(scope, obj, &deferred)
+    closer = new_closer(provider, closer_kind, obj, value, False)
+    if not scope.add_closer(closer):
+        error = scope.closed_error(provider)
+        pending = closer.discard(error)
+        if pending is not None:
+            await pending
+        raise error
+    return value
 
 
 cdef bint _is_context_manager(object obj) except -1:
@@ -710,103 +969,6 @@ cdef bint _is_context_manager(object obj) except -1:
 
 cdef bint _is_async_context_manager(object obj) except -1:
     return hasattr(obj, "__aenter__") and hasattr(obj, "__aexit__")
-
-
-cdef void _close_quietly(object obj):
-    close = getattr(obj, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            pass
-
-
-async def _enter_async(ScopedResource provider, Scope scope, obj, bint obj_is_call):
-    """Initialise a resource that must await, then settle its marker.
-
-    ``_create`` puts this creation's asynchronous marker in the scope before
-    the coroutine first runs; it is read back here.  Whatever needs no await
-    once the initializer's result is in hand goes through ``_enter_sync``.
-    """
-    cdef Pending marker = <Pending>scope.instances[provider]
-    cdef int kind = provider._kind
-    cdef int finalizer = 0
-    cdef bint deferred = False
-    marker.task = _current_task()
-    try:
-        try:
-            if obj_is_call:
-                obj = await obj
-            if kind == KIND_ASYNC_GENERATOR:
-                value = await anext(obj, _NOT_YIELDED)
-                if value is _NOT_YIELDED:
-                    raise generator_error(provider, True, True)
-                finalizer = FINALIZE_ASYNC_GENERATOR
-            elif kind == KIND_ASYNC_RESOURCE or kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
-                value = await obj.__aenter__()
-                if kind == KIND_ASYNC_RESOURCE_WITH_ERROR:
-                    finalizer = FINALIZE_ASYNC_RESOURCE
-                else:
-                    finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
-            else:
-                if kind == KIND_COROUTINE or kind == KIND_CALLABLE:
-                    if is_awaitable(obj):
-                        obj = await obj
-                    kind = KIND_CALLABLE
-                if kind == KIND_CALLABLE and _is_async_context_manager(obj):
-                    value = await obj.__aenter__()
-                    finalizer = FINALIZE_ASYNC_CONTEXT_MANAGER
-                elif kind == KIND_CALLABLE and is_awaitable(obj):
-                    value = obj  # an awaitable's awaitable is the value, as upstream does
-                else:
-                    value = provider._enter_sync(scope, obj, kind, &deferred)
-            if finalizer and not scope.add_finalizer(provider, finalizer, obj):
-                pending = scope.discard(provider, finalizer, obj)
-                if pending is not None:
-                    await pending
-                raise ScopeClosedError(
-                    f"{describe(provider)} was initialised after its scope closed."
-                )
-        finally:
-            scope.async_pending -= 1
-    except BaseException as error:
-        _abandon(scope, provider, marker, error)
-        raise
-    _settle(scope, provider, marker, value)
-    return value
-
-
-cdef object _NOT_YIELDED = object()
-
-
-cdef class _GeneratorEntry(AsyncEntry):
-    """An eager async-generator resource: the opening scope awaits its first value."""
-
-    cdef ScopedResource provider
-    cdef Scope scope
-    cdef Pending marker
-
-    def __cinit__(self, ScopedResource provider, Scope scope, agen):
-        self.provider = provider
-        self.scope = scope
-        self.agen = agen
-
-    cdef object finish(self, object value, bint yielded):
-        if not yielded:
-            error = generator_error(self.provider, True, True)
-            self.fail(error)
-            raise error
-        if not self.scope.add_finalizer(self.provider, FINALIZE_ASYNC_GENERATOR, self.agen):
-            error = ScopeClosedError(
-                f"{describe(self.provider)} was initialised after its scope closed."
-            )
-            self.fail(error)
-            raise error
-        _settle(self.scope, self.provider, self.marker, value)
-        return value
-
-    cdef void fail(self, object error) except *:
-        _abandon(self.scope, self.provider, self.marker, error)
 
 
 # ScopedValue ---------------------------------------------------------------
@@ -860,16 +1022,14 @@ cdef class ScopedValue(Provider):
 
     cdef object _lookup(self):
         cdef Scope scope = _scope_for(self, self._scope_name, current_scope())
-        cdef Scope searched = scope
         cdef PyObject* value
-        while searched is not None:
-            if searched._values is not None:
-                value = PyDict_GetItemWithError(searched._values, self._key)
-                if value is not NULL:
-                    return <object>value
+        while scope is not None:
+            value = scope.value_of(self._key)
+            if value is not NULL:
+                return <object>value
             if self._scope_name is not None:
                 break
-            searched = searched.parent
+            scope = scope.parent
         raise MissingScopeValueError(
             f"{describe(self)} needs the value {self._key!r}, but no open scope was "
             f"given it. Pass it when opening the scope: "
@@ -877,14 +1037,12 @@ cdef class ScopedValue(Provider):
         )
 
 
-_register_resource_type(ScopedResource)
-
-
-cdef object _resolve_resource(object provider, object current):
-    return (<ScopedResource>provider)._resolve(current, _NO_ARGS, _NO_KWARGS)
-
-
-set_resource_resolver(_resolve_resource)
+def _owner_ref(container):
+    """A weak reference to the container a scoped provider was assigned to."""
+    try:
+        return weakref.ref(container)
+    except TypeError:  # pragma: no cover - containers are weak-referenceable
+        return None
 
 
 def _upstream_public_names():
