@@ -1,11 +1,23 @@
 """Side-by-side benchmarks: scoped providers against dependency-injector's own.
 
-Every contender runs in this one process, interleaved round by round, and each
-figure is the median over rounds of the time per operation.  Ratios compare
-against dependency-injector's compiled providers and against hand-written
-code doing the same work.  Run with ``make bench`` or::
+Every contender of a case runs in one process, interleaved round by round, and
+each figure is the median over rounds of the time per operation.  Ratios
+compare against dependency-injector's compiled providers and against
+hand-written code doing the same work.  Run with ``make bench`` or::
 
-    python benchmarks/run.py [--rounds N] [--json]
+    python benchmarks/run.py [--rounds N] [--loops N] [--json] [--processes N]
+                             [--cases hit,create,async-hit,sync,async,thread]
+    python benchmarks/run.py --report saved.json   # the tables of a saved --json output
+
+``--processes N`` runs the script N times, one process after another, and
+reports for every row the median of the N per-process ratios (the README's
+tables come from this).  Before timing, every request-cycle contender is run
+twice and checked (both repositories got the same session, it was closed when
+the cycle ended, two cycles got two sessions); a contender that fails stops the
+run.
+
+The script runs on the old core (before Core v2) and on the new one: what the
+old core cannot do is detected and printed as "n/a".
 
 Cases
 -----
@@ -15,14 +27,36 @@ create     ``ScopedFactory`` first call in a scope, against an upstream
            ``Factory`` call with the same injections.  Measured as
            (open scope + create + close) minus (open + close).
 scope      an empty ``with container.scope(): pass``, against one upstream
-           ``Factory`` call.
-request    open a scope, resolve ``Service(RepoA(session), RepoB(session))``
-           where the session is a generator ``ScopedResource`` (async: async
-           generator) and the rest are ``ScopedFactory``s, close; against the
-           hand-written ``with make_session() as s: Service(RepoA(s), RepoB(s))``
-           (async: its ``async with`` twin).  Also measured: the same graph on
-           upstream ``ContextLocalResource`` + ``Factory`` (one fresh context
-           per request, ``shutdown()`` at the end), and on dishka when installed.
+           ``Factory`` call (measured with ``create``).
+async-hit  ``await container.session()`` for an async-generator
+           ``ScopedResource`` whose instance exists in the open ``async with``
+           scope, against a sync ``ScopedFactory`` hit in the same scope.
+           References: awaiting a trivial coroutine, and upstream's async
+           ``Resource`` once initialised.  New contract only (on the old core
+           the call returns the instance, never an awaitable).
+sync       open a scope, resolve ``Service(RepoA(session), RepoB(session))``
+           where the session is a generator ``ScopedResource`` and the rest
+           are ``ScopedFactory``s, close; against the hand-written
+           ``with make_session() as s: Service(RepoA(s), RepoB(s))``.  Twice:
+           positional injections, and keyword injections
+           (``ScopedFactory(RepoA, session=session)``, README style, against
+           ``Service(a=RepoA(session=s), b=RepoB(session=s))``).  Peers: the
+           same graph on upstream ``ContextLocalResource`` + ``Factory`` (one
+           fresh context per request, ``shutdown()`` at the end), and dishka
+           when installed.
+async      the same with an async-generator session: ``async with
+           container.scope(): await container.service()`` (new contract;
+           on the old core ``container.service()`` without ``await``, and
+           the row says so), against the hand-written ``async with`` twin.
+           dishka's session is an async-generator provider, resolved with
+           ``async with container() as request: await request.get(Service)``.
+thread     the async cycle with a SYNC generator session: its finaliser runs
+           in the loop's default executor (``close_in_thread=True``, the new
+           default) against the same on the loop thread
+           (``close_in_thread=False``; the old core always closes inline) and
+           against the hand-written async cycle.  Hand-written twins: the sync
+           session closed inline in the coroutine, and closed through
+           ``run_in_executor`` in a copied context.
 """
 
 from __future__ import annotations
@@ -30,14 +64,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import importlib.metadata
+import inspect
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from dependency_injector import containers as upstream_containers
 from dependency_injector import providers as upstream
@@ -45,16 +83,24 @@ from dependency_injector import providers as upstream
 import dependency_injector_scoped
 from dependency_injector_scoped import containers, providers
 
+CASES = ("hit", "create", "async-hit", "sync", "async", "thread")
+
+
+class BenchmarkError(Exception):
+    """A contender did not do the work it is timed for."""
+
+
 # --- the objects every contender builds ---------------------------------------------
 
 
 class Session:
     """Stands in for a database session: created and closed once per request."""
 
-    __slots__ = ("closed",)
+    __slots__ = ("closed", "closed_in")
 
     def __init__(self) -> None:
         self.closed = False
+        self.closed_in: int | None = None
 
     def close(self) -> None:
         self.closed = True
@@ -98,8 +144,41 @@ async def session_async_generator():
         session.close()
 
 
+def thread_noting_session_generator():
+    """``session_generator`` that also notes the thread its finaliser ran in."""
+    session = Session()
+    try:
+        yield session
+    finally:
+        session.close()
+        session.closed_in = threading.get_ident()
+
+
 make_session = contextmanager(session_generator)
 make_async_session = asynccontextmanager(session_async_generator)
+make_thread_noting_session = contextmanager(thread_noting_session_generator)
+
+
+# --- what the installed core can do -------------------------------------------------
+
+
+def _resource_option(name: str, value: Any) -> bool:
+    """Whether ``ScopedResource`` takes ``name`` as an option.
+
+    The old core accepts any keyword (as an injection into the initialiser), so
+    "no TypeError" proves nothing: the option must not land in ``kwargs`` and
+    the provider must report it back.
+    """
+    try:
+        provider = providers.ScopedResource(session_generator, **{name: value})
+    except TypeError:
+        return False
+    return name not in provider.kwargs and getattr(provider, name, None) == value
+
+
+HAS_EAGER = _resource_option("eager", True)
+HAS_CLOSE_IN_THREAD = _resource_option("close_in_thread", False)
+NEW_CORE = HAS_EAGER and HAS_CLOSE_IN_THREAD
 
 
 # --- containers -------------------------------------------------------------------
@@ -113,18 +192,26 @@ class Empty(containers.DeclarativeContainer):
     thing = providers.ScopedFactory(Thing, a=1, b=2)
 
 
-class Request(containers.DeclarativeContainer):
-    session = providers.ScopedResource(session_generator)
-    repo_a = providers.ScopedFactory(RepoA, session)
-    repo_b = providers.ScopedFactory(RepoB, session)
-    service = providers.ScopedFactory(Service, repo_a, repo_b)
-
-
-class AsyncRequest(containers.DeclarativeContainer):
+class AsyncHit(containers.DeclarativeContainer):
     session = providers.ScopedResource(session_async_generator)
-    repo_a = providers.ScopedFactory(RepoA, session)
-    repo_b = providers.ScopedFactory(RepoB, session)
-    service = providers.ScopedFactory(Service, repo_a, repo_b)
+    thing = providers.ScopedFactory(Thing, a=1, b=2)
+
+
+def request_container(initializer: Callable[[], Any], *, keywords: bool, **options: Any) -> Any:
+    """``Service(RepoA(session), RepoB(session))`` on scoped providers."""
+
+    class Request(containers.DeclarativeContainer):
+        session = providers.ScopedResource(initializer, **options)
+        if keywords:
+            repo_a = providers.ScopedFactory(RepoA, session=session)
+            repo_b = providers.ScopedFactory(RepoB, session=session)
+            service = providers.ScopedFactory(Service, a=repo_a, b=repo_b)
+        else:
+            repo_a = providers.ScopedFactory(RepoA, session)
+            repo_b = providers.ScopedFactory(RepoB, session)
+            service = providers.ScopedFactory(Service, repo_a, repo_b)
+
+    return Request()
 
 
 class UpstreamRequest(upstream_containers.DeclarativeContainer):
@@ -176,13 +263,110 @@ def measure(
     contenders: dict[str, Callable[[int], float]], loops: int, rounds: int
 ) -> dict[str, float]:
     """Median ns/op per contender; contenders alternate within every round."""
-    for run in contenders.values():  # warm-up: settles upstream's async mode, caches
+    for run in contenders.values():  # warm-up: settles async modes, caches
         run(max(loops // 10, 100))
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, run in contenders.items():
             samples[name].append(per_op_ns(run, loops))
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+async def measure_in_loop(
+    contenders: dict[str, Callable[[int], Awaitable[float]]], loops: int, rounds: int
+) -> dict[str, float]:
+    """``measure`` for contenders that must all run inside one coroutine (one open scope)."""
+    for run in contenders.values():
+        await run(max(loops // 10, 100))
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            samples[name].append(await run(loops) / loops * 1e9)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.new_event_loop()
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+
+
+# --- correctness checks (once per contender, before timing) ---------------------------
+
+
+def verify_cycles(
+    name: str, first: Any, second: Any, *, closed_in: Callable[[int], Any] | None = None
+) -> None:
+    """Both repositories got one session, it was closed, two cycles got two sessions.
+
+    ``first`` and ``second`` are (service, session closed when the cycle returned).
+    """
+    sessions = []
+    for ordinal, (service, closed_at_end) in (("first", first), ("second", second)):
+        if not isinstance(service, Service):
+            raise BenchmarkError(f"{name}: the {ordinal} cycle gave {service!r}, not a Service")
+        session = service.a.session
+        if not isinstance(session, Session) or service.b.session is not session:
+            raise BenchmarkError(f"{name}: the two repositories got different sessions")
+        if not closed_at_end:
+            raise BenchmarkError(f"{name}: the session was still open when the cycle ended")
+        if closed_in is not None:
+            closed_in(session.closed_in)
+        sessions.append(session)
+    if sessions[0] is sessions[1]:
+        raise BenchmarkError(f"{name}: two cycles got the same session")
+
+
+def check_sync(name: str, cycle: Callable[[], Service]) -> None:
+    runs = []
+    for _ in range(2):
+        service = cycle()
+        runs.append((service, isinstance(service, Service) and service.a.session.closed))
+    verify_cycles(name, *runs)
+
+
+def check_async(
+    loop: asyncio.AbstractEventLoop,
+    name: str,
+    cycle: Callable[[], Awaitable[Service]],
+    *,
+    closed_in: Callable[[int], Any] | None = None,
+) -> None:
+    async def once() -> tuple[Any, bool]:
+        service = await cycle()
+        return service, isinstance(service, Service) and service.a.session.closed
+
+    runs = [loop.run_until_complete(once()) for _ in range(2)]
+    verify_cycles(name, *runs, closed_in=closed_in)
+
+
+def expect_thread(name: str, *, off_loop: bool) -> Callable[[int], None]:
+    main_thread = threading.get_ident()
+
+    def check(closed_in: int) -> None:
+        if closed_in is None:
+            raise BenchmarkError(f"{name}: the session's finaliser never ran")
+        if (closed_in != main_thread) != off_loop:
+            where = "the event-loop thread" if closed_in == main_thread else "another thread"
+            raise BenchmarkError(f"{name}: the sync finaliser ran on {where}")
+
+    return check
+
+
+async def is_async_mode(container: Any) -> bool:
+    """Whether ``container.service()`` returns an awaitable in an ``async with`` scope."""
+    async with container.scope():
+        result = container.service()
+        if inspect.isawaitable(result):
+            await result
+            return True
+        return False
 
 
 # --- the cases --------------------------------------------------------------------
@@ -196,7 +380,8 @@ def case_hit(loops: int, rounds: int) -> dict[str, float]:
     scope.__enter__()
     try:
         scoped = container.thing
-        scoped()
+        if not isinstance(scoped(), Thing) or scoped() is not scoped():
+            raise BenchmarkError("ScopedFactory hit: two calls in one scope gave two instances")
         return measure(
             {
                 "ScopedFactory hit": sync_loop(scoped),
@@ -218,10 +403,12 @@ def case_create_and_scope(loops: int, rounds: int) -> dict[str, float]:
         with container.scope():
             pass
 
-    def create() -> None:
+    def create() -> Thing:
         with container.scope():
-            thing()
+            return thing()
 
+    if not isinstance(create(), Thing) or create() is create():
+        raise BenchmarkError("ScopedFactory creation: two scopes shared one instance")
     results = measure(
         {
             "empty scope": sync_loop(empty),
@@ -237,7 +424,76 @@ def case_create_and_scope(loops: int, rounds: int) -> dict[str, float]:
     return results
 
 
-def dishka_sync() -> Callable[[], Any] | None:
+def case_async_hit(loops: int, rounds: int) -> dict[str, float] | None:
+    """``await`` of an async ScopedResource whose instance exists; None on the old contract."""
+    container = AsyncHit()
+    session = container.session
+    thing = container.thing
+    upstream_resource = upstream.Resource(session_async_generator)
+
+    async def main() -> dict[str, float] | None:
+        async with container.scope():
+            result = session()
+            if not inspect.isawaitable(result):
+                return None  # the old core: calls inside an async scope return the instance
+            instance = await result
+            again = session()
+            if not inspect.isawaitable(again) or await again is not instance:
+                raise BenchmarkError("async hit: the second call did not await to the instance")
+            thing()
+            upstream_instance = await upstream_resource.init()
+
+            async def ready() -> Session:
+                return instance
+
+            async def awaited_hit(loops: int) -> float:
+                started = time.perf_counter()
+                for _ in range(loops):
+                    await session()
+                return time.perf_counter() - started
+
+            async def sync_hit(loops: int) -> float:
+                started = time.perf_counter()
+                for _ in range(loops):
+                    thing()
+                return time.perf_counter() - started
+
+            async def trivial_coroutine(loops: int) -> float:
+                started = time.perf_counter()
+                for _ in range(loops):
+                    await ready()
+                return time.perf_counter() - started
+
+            async def upstream_hit(loops: int) -> float:
+                started = time.perf_counter()
+                for _ in range(loops):
+                    await upstream_resource()
+                return time.perf_counter() - started
+
+            if await upstream_resource() is not upstream_instance:
+                raise BenchmarkError("upstream Resource hit: not the initialised instance")
+            try:
+                return await measure_in_loop(
+                    {
+                        "await ScopedResource hit": awaited_hit,
+                        "ScopedFactory hit": sync_hit,
+                        "await trivial coroutine": trivial_coroutine,
+                        "await upstream Resource (async) hit": upstream_hit,
+                    },
+                    loops,
+                    rounds,
+                )
+            finally:
+                await upstream_resource.shutdown()
+
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        close_loop(loop)
+
+
+def dishka_sync() -> Callable[[], Service] | None:
     try:
         from dishka import Provider, Scope, make_container, provide
     except ImportError:
@@ -254,24 +510,29 @@ def dishka_sync() -> Callable[[], Any] | None:
 
     container = make_container(RequestProvider())
 
-    def cycle() -> None:
+    def cycle() -> Service:
         with container() as request:
-            request.get(Service)
+            return request.get(Service)
 
     return cycle
 
 
-def dishka_async() -> Callable[[], Any] | None:
+def dishka_async() -> Callable[[], Awaitable[Service]] | None:
     try:
         from dishka import Provider, Scope, make_async_container, provide
     except ImportError:
         return None
 
     class RequestProvider(Provider):
+        # An async generator provider, as dishka's documentation writes one; the same
+        # body as ``session_async_generator``.
         @provide(scope=Scope.REQUEST)
-        async def session(self) -> AsyncIterator[Session]:
-            async with make_async_session() as session:
+        async def session(self) -> AsyncIterable[Session]:
+            session = Session()
+            try:
                 yield session
+            finally:
+                session.close()
 
         repo_a = provide(RepoA, scope=Scope.REQUEST)
         repo_b = provide(RepoB, scope=Scope.REQUEST)
@@ -279,183 +540,484 @@ def dishka_async() -> Callable[[], Any] | None:
 
     container = make_async_container(RequestProvider())
 
-    async def cycle() -> None:
-        async with container() as request:
-            await request.get(Service)
+    async def cycle() -> Service:
+        async with container() as request_container:
+            return await request_container.get(Service)
 
     return cycle
 
 
 def case_request_sync(loops: int, rounds: int) -> dict[str, float]:
-    container = Request()
-    service = container.service
+    positional = request_container(session_generator, keywords=False)
+    keywords = request_container(session_generator, keywords=True)
+    service = positional.service
+    service_kw = keywords.service
     upstream_container = UpstreamRequest()
 
-    def ours() -> None:
-        with container.scope():
-            service()
+    def ours() -> Service:
+        with positional.scope():
+            return service()
 
-    def hand_written() -> None:
+    def ours_kw() -> Service:
+        with keywords.scope():
+            return service_kw()
+
+    def hand_written() -> Service:
         with make_session() as session:
-            Service(RepoA(session), RepoB(session))
+            return Service(RepoA(session), RepoB(session))
 
-    def upstream_request() -> None:
-        upstream_container.service()
+    def hand_written_kw() -> Service:
+        with make_session() as session:
+            return Service(a=RepoA(session=session), b=RepoB(session=session))
+
+    def upstream_request() -> Service:
+        result = upstream_container.service()
         upstream_container.session.shutdown()
+        return result
 
-    def upstream_cycle() -> None:
-        contextvars.copy_context().run(upstream_request)
+    def upstream_cycle() -> Service:
+        return contextvars.copy_context().run(upstream_request)
 
-    contenders = {
-        "dependency-injector-scoped": sync_loop(ours),
-        "hand-written": sync_loop(hand_written),
-        "upstream ContextLocalResource": sync_loop(upstream_cycle),
+    cycles = {
+        "dependency-injector-scoped": ours,
+        "hand-written": hand_written,
+        "dependency-injector-scoped (keywords)": ours_kw,
+        "hand-written (keywords)": hand_written_kw,
+        "upstream ContextLocalResource": upstream_cycle,
     }
     dishka = dishka_sync()
     if dishka is not None:
-        contenders["dishka"] = sync_loop(dishka)
-    return measure(contenders, loops, rounds)
+        cycles["dishka"] = dishka
+    for name, cycle in cycles.items():
+        check_sync(f"sync request cycle, {name}", cycle)
+    return measure({name: sync_loop(cycle) for name, cycle in cycles.items()}, loops, rounds)
 
 
-def case_request_async(loops: int, rounds: int) -> dict[str, float]:
-    loop = asyncio.new_event_loop()
-    container = AsyncRequest()
-    service = container.service
+def case_request_async(loops: int, rounds: int) -> tuple[dict[str, float], bool]:
+    """The async cycle; also says whether it awaited ``service()`` (the new contract)."""
+    loop = new_loop()
+    positional = request_container(session_async_generator, keywords=False)
+    keywords = request_container(session_async_generator, keywords=True)
+    service = positional.service
+    service_kw = keywords.service
     upstream_container = UpstreamAsyncRequest()
 
-    async def ours() -> None:
-        async with container.scope():
-            service()
+    awaits = loop.run_until_complete(is_async_mode(positional))
+    if loop.run_until_complete(is_async_mode(keywords)) != awaits:
+        raise BenchmarkError("async request cycle: keyword and positional graphs disagree")
+    if NEW_CORE and not awaits:
+        raise BenchmarkError(
+            "async request cycle: the core has the new options but `service()` on an "
+            "async-generator session returned the instance, not an awaitable"
+        )
 
-    async def hand_written() -> None:
+    if awaits:
+
+        async def ours() -> Service:
+            async with positional.scope():
+                return await service()
+
+        async def ours_kw() -> Service:
+            async with keywords.scope():
+                return await service_kw()
+
+    else:  # the old contract: the scope created the session on entry, calls are sync
+
+        async def ours() -> Service:
+            async with positional.scope():
+                return service()
+
+        async def ours_kw() -> Service:
+            async with keywords.scope():
+                return service_kw()
+
+    async def hand_written() -> Service:
         async with make_async_session() as session:
-            Service(RepoA(session), RepoB(session))
+            return Service(RepoA(session), RepoB(session))
 
-    async def upstream_request() -> None:
-        await upstream_container.service()
+    async def hand_written_kw() -> Service:
+        async with make_async_session() as session:
+            return Service(a=RepoA(session=session), b=RepoB(session=session))
+
+    async def upstream_request() -> Service:
+        result = await upstream_container.service()
         await upstream_container.session.shutdown()
+        return result
 
-    def upstream_cycle() -> Any:
+    def upstream_cycle() -> Awaitable[Service]:
         # A fresh context per request, as a server gives every request its own task.
         return contextvars.copy_context().run(loop.create_task, upstream_request())
 
-    contenders = {
-        "dependency-injector-scoped": async_loop(loop, ours),
-        "hand-written": async_loop(loop, hand_written),
-        "upstream ContextLocalResource": async_loop(loop, upstream_cycle),
+    cycles: dict[str, Callable[[], Awaitable[Service]]] = {
+        "dependency-injector-scoped": ours,
+        "hand-written": hand_written,
+        "dependency-injector-scoped (keywords)": ours_kw,
+        "hand-written (keywords)": hand_written_kw,
+        "upstream ContextLocalResource": upstream_cycle,
     }
     dishka = dishka_async()
     if dishka is not None:
-        contenders["dishka"] = async_loop(loop, dishka)
+        cycles["dishka"] = dishka
     try:
+        for name, cycle in cycles.items():
+            check_async(loop, f"async request cycle, {name}", cycle)
+        contenders = {name: async_loop(loop, cycle) for name, cycle in cycles.items()}
+        return measure(contenders, loops, rounds), awaits
+    finally:
+        close_loop(loop)
+
+
+def case_thread(loops: int, rounds: int) -> dict[str, float]:
+    """The async cycle with a sync generator session, finalised in a thread or on the loop."""
+    loop = new_loop()
+    on_loop_options = {"close_in_thread": False} if HAS_CLOSE_IN_THREAD else {}
+    on_loop = request_container(thread_noting_session_generator, keywords=False, **on_loop_options)
+    service_on_loop = on_loop.service
+
+    async def ours_on_loop() -> Service:
+        async with on_loop.scope():
+            return service_on_loop()
+
+    async def hand_written() -> Service:
+        async with make_async_session() as session:
+            return Service(RepoA(session), RepoB(session))
+
+    async def hand_written_sync_session() -> Service:
+        with make_thread_noting_session() as session:
+            return Service(RepoA(session), RepoB(session))
+
+    async def hand_written_executor() -> Service:
+        manager = make_thread_noting_session()
+        session = manager.__enter__()
+        try:
+            result = Service(RepoA(session), RepoB(session))
+        except BaseException as error:
+            close = contextvars.copy_context().run
+            await loop.run_in_executor(
+                None, close, manager.__exit__, type(error), error, error.__traceback__
+            )
+            raise
+        close = contextvars.copy_context().run
+        await loop.run_in_executor(None, close, manager.__exit__, None, None, None)
+        return result
+
+    cycles: dict[str, tuple[Callable[[], Awaitable[Service]], bool | None]] = {}
+    if HAS_CLOSE_IN_THREAD:
+        in_thread = request_container(thread_noting_session_generator, keywords=False)
+        service_in_thread = in_thread.service
+
+        async def ours_in_thread() -> Service:
+            async with in_thread.scope():
+                return service_in_thread()
+
+        cycles["dependency-injector-scoped, finaliser in a worker thread"] = (ours_in_thread, True)
+    cycles["dependency-injector-scoped, finaliser on the loop"] = (ours_on_loop, False)
+    cycles["hand-written"] = (hand_written, None)
+    cycles["hand-written, sync session closed on the loop"] = (hand_written_sync_session, False)
+    cycles["hand-written, sync session closed via run_in_executor"] = (hand_written_executor, True)
+    try:
+        for name, (cycle, off_loop) in cycles.items():
+            label = f"async cycle with a sync session, {name}"
+            closed_in = None if off_loop is None else expect_thread(label, off_loop=off_loop)
+            check_async(loop, label, cycle, closed_in=closed_in)
+        contenders = {name: async_loop(loop, cycle) for name, (cycle, _) in cycles.items()}
         return measure(contenders, loops, rounds)
     finally:
-        loop.close()
+        close_loop(loop)
+
+
+# --- one process ------------------------------------------------------------------
+
+
+def run_cases(cases: list[str], loops: int, rounds: int) -> dict[str, Any]:
+    """Every selected case in this process; the JSON one process prints."""
+    results: dict[str, Any] = {}
+    awaits: bool | None = None
+    if "hit" in cases:
+        results["hit"] = case_hit(loops * 5, rounds)
+    if "create" in cases:
+        results["create"] = case_create_and_scope(loops, rounds)
+    if "async-hit" in cases:
+        async_hit = case_async_hit(loops * 5, rounds)
+        if async_hit is not None:
+            results["async_hit"] = async_hit
+        elif NEW_CORE:
+            raise BenchmarkError("async hit: the new core returned the instance, not an awaitable")
+    if "sync" in cases:
+        results["sync"] = case_request_sync(loops, rounds)
+    if "async" in cases:
+        results["async"], awaits = case_request_async(loops, rounds)
+    if "thread" in cases:
+        results["thread"] = case_thread(max(loops // 5, 100), rounds)
+    results["info"] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "build": build_kind(),
+        "dependency_injector_scoped": dependency_injector_scoped.__version__,
+        "dependency_injector": package_version("dependency-injector"),
+        "dishka": package_version("dishka"),
+        "loops": loops,
+        "rounds": rounds,
+        "cases": cases,
+        "features": {
+            "eager": HAS_EAGER,
+            "close_in_thread": HAS_CLOSE_IN_THREAD,
+            "async_contract": awaits,
+        },
+        "async_cycle": (
+            None
+            if awaits is None
+            else "await container.service()"
+            if awaits
+            else "container.service() (old contract, no await)"
+        ),
+    }
+    return results
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def build_kind() -> str:
+    import pathlib
+
+    package = pathlib.Path(dependency_injector_scoped.__file__).parent
+    names = [path.name for path in package.iterdir() if path.suffix in (".so", ".pyd")]
+    if any(name.endswith(".abi3.so") for name in names):
+        return "abi3 (limited API)"
+    return "version-specific"
+
+
+# --- the report -------------------------------------------------------------------
+
+
+class Row(NamedTuple):
+    table: str
+    label: str
+    case: str
+    ours: str
+    baseline: str
+    target: float | None = None
+
+
+def rows(info: dict[str, Any]) -> list[Row]:
+    features = info["features"]
+    old_async = features["async_contract"] is False
+    cycle = "`container.service()`, old contract" if old_async else "`await container.service()`"
+    off_loop = "dependency-injector-scoped, finaliser in a worker thread"
+    on_loop = "dependency-injector-scoped, finaliser on the loop"
+    on_loop_label = (
+        "`close_in_thread=False`" if features["close_in_thread"] else "old core: always inline"
+    )
+    executor = "hand-written, sync session closed via run_in_executor"
+    t = "targets"
+    return [
+        Row(t, "`ScopedFactory` hit / upstream `Singleton` hit", "hit", "ScopedFactory hit",
+            "upstream Singleton hit", 1.3),
+        Row(t, "`ScopedFactory` creation / upstream `Factory` call", "create",
+            "ScopedFactory creation", "upstream Factory call", 1.2),
+        Row(t, "empty `with scope()` / upstream `Factory` call", "create", "empty scope",
+            "upstream Factory call", 1.5),
+        Row(t, "sync request cycle / hand-written `with make_session()`", "sync",
+            "dependency-injector-scoped", "hand-written", 1.3),
+        Row(t, "sync request cycle, keyword injections / hand-written (keywords)", "sync",
+            "dependency-injector-scoped (keywords)", "hand-written (keywords)", 1.3),
+        Row(t, f"async request cycle ({cycle}) / hand-written `async with`", "async",
+            "dependency-injector-scoped", "hand-written", 1.5),
+        Row(t, f"async request cycle ({cycle}), keyword injections / hand-written (keywords)",
+            "async", "dependency-injector-scoped (keywords)", "hand-written (keywords)", 1.5),
+        Row(t, "`await` async `ScopedResource` hit / sync `ScopedFactory` hit", "async_hit",
+            "await ScopedResource hit", "ScopedFactory hit", 2.0),
+        Row("thread", "sync finaliser in a worker thread (default) / on the loop "
+            "(`close_in_thread=False`)", "thread", off_loop, on_loop),
+        Row("thread", "sync finaliser in a worker thread (default) / hand-written async cycle",
+            "thread", off_loop, "hand-written"),
+        Row("thread", f"sync finaliser on the loop ({on_loop_label}) / hand-written async cycle",
+            "thread", on_loop, "hand-written"),
+        Row("thread", "sync finaliser on the loop / hand-written twin (sync session on the loop)",
+            "thread", on_loop, "hand-written, sync session closed on the loop"),
+        Row("thread", "sync finaliser in a worker thread / hand-written `run_in_executor` twin",
+            "thread", off_loop, executor),
+        Row("thread", "hand-written `run_in_executor` twin / hand-written async cycle",
+            "thread", executor, "hand-written"),
+        Row("thread", "hand-written sync session closed on the loop / hand-written async cycle",
+            "thread", "hand-written, sync session closed on the loop", "hand-written"),
+        Row("peers", "`await` trivial coroutine / sync `ScopedFactory` hit", "async_hit",
+            "await trivial coroutine", "ScopedFactory hit"),
+        Row("peers", "`await` upstream async `Resource` hit / sync `ScopedFactory` hit",
+            "async_hit", "await upstream Resource (async) hit", "ScopedFactory hit"),
+        Row("peers", "sync request cycle: upstream `ContextLocalResource` / hand-written", "sync",
+            "upstream ContextLocalResource", "hand-written"),
+        Row("peers", "sync request cycle: dishka / hand-written", "sync", "dishka",
+            "hand-written"),
+        Row("peers", "async request cycle: upstream `ContextLocalResource` / hand-written",
+            "async", "upstream ContextLocalResource", "hand-written"),
+        Row("peers", "async request cycle: dishka (async-generator provider) / hand-written",
+            "async", "dishka", "hand-written"),
+    ]  # fmt: skip
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row: the median ns of each side and the median of the per-process ratios."""
+    summary = []
+    selected = set(runs[0]["info"]["cases"])
+    for row in rows(runs[0]["info"]):
+        if row.case.replace("_", "-") not in selected:
+            continue  # not run at all; "n/a" is kept for what the installed core cannot do
+        pairs = [
+            (run[row.case][row.ours], run[row.case][row.baseline])
+            for run in runs
+            if row.ours in run.get(row.case, {}) and row.baseline in run.get(row.case, {})
+        ]
+        entry: dict[str, Any] = {"table": row.table, "label": row.label, "target": row.target}
+        if pairs:
+            ratios = [ours / baseline for ours, baseline in pairs]
+            entry.update(
+                ours_ns=statistics.median(ours for ours, _ in pairs),
+                baseline_ns=statistics.median(baseline for _, baseline in pairs),
+                ratios=ratios,
+                ratio=statistics.median(ratios),
+            )
+        summary.append(entry)
+    return summary
+
+
+def print_report(runs: list[dict[str, Any]]) -> None:
+    info = runs[0]["info"]
+    many = len(runs) > 1
+    how = f"medians of {len(runs)} per-process ratios" if many else "medians"
+    print(
+        f"Python {info['python']} on {info['machine']}, {info['build']} build, "
+        f"{info['rounds']} rounds x {info['loops']} loops, {how}"
+    )
+    features = info["features"]
+    new_core = features["eager"] and features["close_in_thread"]
+    print(
+        "core: "
+        + ("new (eager=, close_in_thread=)" if new_core else "old (no eager=/close_in_thread=)")
+        + (f"; async cycle: {info['async_cycle']}" if info.get("async_cycle") else "")
+        + f"; features: {json.dumps(features)}"
+    )
+    headers = {
+        "targets": ("case", "ours (ns)", "baseline (ns)"),
+        "thread": ("async cycle, sync generator session", "contender (ns)", "baseline (ns)"),
+        "peers": ("peer / reference", "peer (ns)", "baseline (ns)"),
+    }
+    summary = summarise(runs)
+    for table, (first, ours, baseline) in headers.items():
+        entries = [entry for entry in summary if entry["table"] == table]
+        if not entries:
+            continue
+        print()
+        extra = " per process |" if many else ""
+        target = " target |" if table == "targets" else ""
+        print(f"| {first} | {ours} | {baseline} | ratio |{extra}{target}")
+        print("|---|---:|---:|---:|" + ("---|" if many else "") + ("---:|" if target else ""))
+        for entry in entries:
+            if "ratio" in entry:
+                ratio = entry["ratio"]
+                cells = [f"{entry['ours_ns']:.0f}", f"{entry['baseline_ns']:.0f}", f"{ratio:.2f}x"]
+                if many:
+                    cells.append(" / ".join(f"{value:.2f}" for value in entry["ratios"]))
+            else:
+                ratio = None
+                cells = ["n/a", "n/a", "n/a"] + (["n/a"] if many else [])
+            if target:
+                verdict = "" if ratio is None else " ok" if ratio <= entry["target"] else " MISSED"
+                cells.append(f"<= {entry['target']}x{verdict}")
+            print(f"| {entry['label']} | " + " | ".join(cells) + " |")
+
+
+# --- several processes ------------------------------------------------------------
+
+
+def run_processes(options: argparse.Namespace) -> list[dict[str, Any]]:
+    command = [
+        sys.executable,
+        __file__,
+        "--json",
+        "--rounds",
+        str(options.rounds),
+        "--loops",
+        str(options.loops),
+        "--cases",
+        ",".join(options.cases),
+    ]
+    runs = []
+    for number in range(1, options.processes + 1):
+        print(f"process {number}/{options.processes} ...", file=sys.stderr, flush=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr)
+            raise BenchmarkError(f"process {number} exited with {done.returncode}")
+        runs.append(json.loads(done.stdout))
+    return runs
+
+
+def parse_cases(text: str) -> list[str]:
+    cases = [case.strip() for case in text.split(",") if case.strip()]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown case(s) {unknown}; choose from {CASES}")
+    return [case for case in CASES if case in cases]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--loops", type=int, default=20000)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N processes one after another and report medians of per-process ratios",
+    )
+    parser.add_argument(
+        "--cases",
+        type=parse_cases,
+        default=list(CASES),
+        help=f"comma-separated subset of {','.join(CASES)}",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="print the tables of a saved --json output instead of measuring",
+    )
     options = parser.parse_args(argv)
-    loops, rounds = options.loops, options.rounds
 
-    hit = case_hit(loops * 5, rounds)
-    create = case_create_and_scope(loops, rounds)
-    sync = case_request_sync(loops, rounds)
-    async_ = case_request_async(loops, rounds)
-
-    rows = [
-        (
-            "ScopedFactory hit / upstream Singleton hit",
-            hit["ScopedFactory hit"],
-            hit["upstream Singleton hit"],
-            1.3,
-        ),
-        (
-            "ScopedFactory creation / upstream Factory call",
-            create["ScopedFactory creation"],
-            create["upstream Factory call"],
-            1.2,
-        ),
-        (
-            "empty `with scope()` / upstream Factory call",
-            create["empty scope"],
-            create["upstream Factory call"],
-            1.5,
-        ),
-        (
-            "sync request cycle / hand-written",
-            sync["dependency-injector-scoped"],
-            sync["hand-written"],
-            1.3,
-        ),
-        (
-            "async request cycle / hand-written",
-            async_["dependency-injector-scoped"],
-            async_["hand-written"],
-            1.5,
-        ),
-    ]
-    peers = []
-    for label, results in (("sync", sync), ("async", async_)):
-        for name in ("upstream ContextLocalResource", "dishka"):
-            if name in results:
-                peers.append(
-                    (
-                        f"{label} request cycle: {name} / hand-written",
-                        results[name],
-                        results["hand-written"],
-                    )
-                )
-
-    build = (
-        "abi3 (limited API)"
-        if any(name.endswith(".abi3.so") for name in _extension_files())
-        else "version-specific"
-    )
-    info = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "build": build,
-        "dependency_injector_scoped": dependency_injector_scoped.__version__,
-        "loops": loops,
-        "rounds": rounds,
-    }
-    if options.json:
-        print(
-            json.dumps(
-                {"info": info, "hit": hit, "create": create, "sync": sync, "async": async_},
-                indent=2,
-            )
-        )
+    if options.report:
+        with open(options.report) as saved:
+            document = json.load(saved)
+        print_report(document.get("runs", [document]))
         return 0
+    try:
+        if options.processes > 0:
+            runs = run_processes(options)
+        else:
+            runs = [run_cases(options.cases, options.loops, options.rounds)]
+    except BenchmarkError as error:
+        print(f"benchmark aborted: {error}", file=sys.stderr)
+        return 1
 
-    print(
-        f"Python {info['python']} on {info['machine']}, {build} build, {rounds} rounds x {loops} loops, medians"
-    )
-    print()
-    print("| case | ours (ns) | baseline (ns) | ratio | target |")
-    print("|---|---:|---:|---:|---:|")
-    for label, ours, baseline, target in rows:
-        verdict = "ok" if ours / baseline <= target else "MISSED"
-        print(
-            f"| {label} | {ours:.0f} | {baseline:.0f} | {ours / baseline:.2f}x | <= {target}x {verdict} |"
-        )
-    print()
-    print("| peer | peer (ns) | hand-written (ns) | ratio |")
-    print("|---|---:|---:|---:|")
-    for label, peer, baseline in peers:
-        print(f"| {label} | {peer:.0f} | {baseline:.0f} | {peer / baseline:.2f}x |")
+    if options.json:
+        if options.processes > 0:
+            document = {
+                "info": dict(runs[0]["info"], processes=len(runs)),
+                "summary": summarise(runs),
+                "runs": runs,
+            }
+        else:
+            document = runs[0]
+        print(json.dumps(document, indent=2))
+        return 0
+    print_report(runs)
     return 0
-
-
-def _extension_files() -> list[str]:
-    import pathlib
-
-    package = pathlib.Path(dependency_injector_scoped.__file__).parent
-    return [path.name for path in package.iterdir() if path.suffix in (".so", ".pyd")]
 
 
 if __name__ == "__main__":

@@ -4,12 +4,18 @@ Run it with ``python -m examples.app``: it serves on 127.0.0.1:8000 (``PORT``
 changes the port) with SQLite in ``./example.db`` (``DATABASE_URL`` changes
 the database).
 
-``ScopeMiddleware`` runs every request in its own scope.  The repositories
-and the service of one request share that request's session, which commits
-when the response is a success (status below 400), before the client
-receives it, and rolls back otherwise: after an unhandled error (500) and
-after an ``HTTPException`` (4xx) alike.  A commit that fails turns the
-response into a 500.
+``ScopeMiddleware`` runs every request in its own scope and checks the
+container when the app starts.  The session is lazy: a request that resolves
+nothing scoped (``/health``) opens none.  The repositories and the service of
+one request share that request's session, which commits when the response is
+a success (status below 400), before the client receives it, and rolls back
+otherwise: after an unhandled error (500) and after an ``HTTPException``
+(4xx) alike.  A commit that fails turns the response into a 500, also through
+the ``@app.middleware("http")`` below, which re-sends every response.
+
+Providers are resolved by injection (``Provide[Container.service]``) or
+directly; the session is asynchronous, so everything built on it is awaited:
+``notes = await container.notes()``.
 
 Endpoints:
 
@@ -18,19 +24,21 @@ Endpoints:
 - ``GET /notes``: list the notes;
 - ``POST /notes/fail``: write a note, then fail with an unhandled error (500);
 - ``POST /notes/reject``: write a note, then answer 400 (``HTTPException``);
-- ``GET /debug/session``: which session the service and both repositories got.
+- ``GET /debug/session``: which session the service and both repositories got;
+- ``GET /health``: answers without touching the database.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -167,11 +175,10 @@ async def create_note(
 
 
 @router.get("/notes")
-@inject
-async def list_notes(
-    notes: NoteRepository = Depends(Provide[Container.notes]),
-) -> list[dict[str, str]]:
-    """List the notes."""
+async def list_notes(request: Request) -> list[dict[str, str]]:
+    """List the notes, resolving the repository directly from the container."""
+    container: Container = request.app.state.container
+    notes = await container.notes()
     return [note_json(note) for note in await notes.all()]
 
 
@@ -213,6 +220,22 @@ async def debug_session(
     }
 
 
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Answer at once: nothing scoped is resolved, so no session is opened."""
+    return {"status": "ok"}
+
+
+async def add_process_time(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Time each request into an ``X-Process-Time`` header (FastAPI's middleware example)."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    response.headers["X-Process-Time"] = f"{time.perf_counter() - started:.6f}"
+    return response
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Create the tables on start-up; dispose of the engine on shutdown."""
@@ -232,6 +255,9 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app = FastAPI(title="Notes", lifespan=lifespan)
     app.state.container = container
     app.include_router(router)
+    app.middleware("http")(add_process_time)
+    # Added last, so it is the outermost: the request's scope encloses every
+    # other middleware, and the commit happens before any of them can answer.
     app.add_middleware(ScopeMiddleware, container=container)
     return app
 

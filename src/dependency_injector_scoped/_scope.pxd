@@ -76,6 +76,7 @@ cdef class Creation:
     cdef bint retry
     cdef object error
     cdef list waiters
+    cdef Creation _previous
     cdef object _creating_token
     cdef object _scope_token
 

@@ -53,6 +53,39 @@ cdef extern from *:
     #define DIS_HAS_AM_AWAIT(obj) (Py_TYPE(obj)->tp_as_async != NULL && \\
                                    Py_TYPE(obj)->tp_as_async->am_await != NULL)
     #endif
+
+    /* Ready's tp_iternext in plain C: finishing an await this way adds no
+       traceback entry, which a StopIteration raised from Cython code would. */
+    typedef struct { PyObject_HEAD PyObject *value; } DisReadyLayout;
+
+    static PyObject *dis_ready_iternext(PyObject *self) {
+        PyObject *value = ((DisReadyLayout *)self)->value;
+        PyObject *stop;
+        if (value == Py_None) {
+            return NULL;  /* exhausted without an exception: the result is None */
+        }
+        stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+        if (stop != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, stop);
+            Py_DECREF(stop);
+        }
+        return NULL;
+    }
+
+    static int dis_install_ready_iternext(PyObject *type) {
+    #ifdef Py_LIMITED_API
+        (void)type;
+        return 0;
+    #else
+        PyTypeObject *cls = (PyTypeObject *)type;
+        if (cls->tp_basicsize != (Py_ssize_t)sizeof(DisReadyLayout)) {
+            return 0;  /* an unexpected layout: keep the Cython method */
+        }
+        cls->tp_iternext = dis_ready_iternext;
+        PyType_Modified(cls);
+        return 1;
+    #endif
+    }
     """
     const bint DIS_CONTEXTVAR_API
     int DIS_ContextVar_Get(object var, PyObject** out) except -1
@@ -62,6 +95,9 @@ cdef extern from *:
     PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
     PyObject* PyIter_Next(object iterator) except? NULL
     int Py_GetRecursionLimit()
+    int Py_EnterRecursiveCall(const char* where) except -1
+    void Py_LeaveRecursiveCall()
+    int dis_install_ready_iternext(object type) except -1
 
 _current = ContextVar("dependency_injector_scoped.scope", default=None)
 _creating = ContextVar("dependency_injector_scoped.creating", default=None)
@@ -115,7 +151,20 @@ cdef void reset_current(object token) except *:
 
 
 cdef Creation current_creation():
+    """The innermost creation in progress here: this thread's, else this context's."""
+    cdef Creation top = _sync_top
+    if top is not None and not top.finished and top.thread == PyThread_get_thread_ident():
+        return top
     return <Creation>_var_get(_creating_var, _creating_get)
+
+
+# The innermost synchronous creation, with the thread that runs it.  Kept in a
+# plain global rather than the context: a context-variable update costs as
+# much as the rest of a creation.  Threads interleave, so it is trusted only
+# when it is this thread's and unfinished; a stale value just names a shorter
+# chain.  Asynchronous creations (whose child tasks inherit the context) are
+# recorded in the context.
+cdef Creation _sync_top = None
 
 
 def get_current_scope():
@@ -176,6 +225,7 @@ cdef class Ready:
 
 
 _AbcCoroutine.register(Ready)
+dis_install_ready_iternext(Ready)
 
 
 cdef Ready ready(object value):
@@ -382,13 +432,20 @@ cdef class Creation:
     """
 
     cdef void release(self) except *:
-        """Restore the context the creation changed (its owner only)."""
+        """Restore what the creation changed (its owner only, once)."""
+        global _sync_top
         if self._scope_token is not None:
             reset_current(self._scope_token)
             self._scope_token = None
         if self._creating_token is not None:
             _var_reset(_creating_var, _creating_reset, self._creating_token)
             self._creating_token = None
+        elif self.task is None and self.depth:
+            self.depth = 0
+            Py_LeaveRecursiveCall()
+            if _sync_top is self:
+                _sync_top = self._previous
+            self._previous = None
 
     cdef void finish(self, object error, bint retry) except *:
         """Wake everything that waits for this creation."""
@@ -672,22 +729,31 @@ cdef class Scope:
         cdef Creation creation
         if self.state != STATE_OPEN:
             raise self.closed_error(provider)
+        global _sync_top
         outer = current_creation()
         creation = Creation.__new__(Creation)
         creation.provider = provider
         creation.scope = self
         creation.outer = outer
-        creation.depth = 1 if outer is None else outer.depth + 1
-        if creation.depth > Py_GetRecursionLimit():
-            raise RecursionError(
-                f"maximum recursion depth exceeded while creating {describe(provider)}"
-            )
         creation.thread = PyThread_get_thread_ident()
         if asynchronous:
+            # A coroutine's depth is counted here: the C stack it runs on
+            # unwinds at every suspension.
+            creation.depth = 1 if outer is None else outer.depth + 1
+            if creation.depth > Py_GetRecursionLimit():
+                raise RecursionError(
+                    f"maximum recursion depth exceeded while creating {describe(provider)}"
+                )
             creation.task = _current_task()
+        else:
+            Py_EnterRecursiveCall(" while creating a scoped instance")
+            creation.depth = 1
+            creation._previous = _sync_top
+            _sync_top = creation
         PyDict_SetItem(self._instances, provider, creation)
         self._pending += 1
-        creation._creating_token = _var_set(_creating_var, _creating_set, creation)
+        if asynchronous:
+            creation._creating_token = _var_set(_creating_var, _creating_set, creation)
         if rebind:
             creation._scope_token = set_current(self)
         return creation

@@ -363,7 +363,18 @@ async def _create_async(
                 obj = (<_Await>obj).instance
             elif is_awaitable(obj):
                 obj = await obj
-            value = await _set_attributes(<ScopedFactory>provider, scope, obj)
+            if (<ScopedFactory>provider)._attributes_len:
+                value = await _set_attributes(<ScopedFactory>provider, scope, obj)
+            else:
+                value = obj
+        elif (<ScopedResource>provider)._kind == KIND_ASYNC_GENERATOR:
+            # The common case inline: no coroutine of its own.
+            value = await anext(obj, _END)
+            if value is _END:
+                raise generator_error(provider, True, True)
+            closer = new_closer(provider, CLOSE_ASYNC_GENERATOR, obj, None, False)
+            if not scope.add_closer(closer):
+                await _discard(provider, scope, closer)
         else:
             value = await _enter_async(<ScopedResource>provider, scope, obj)
     except BaseException as error:
@@ -955,12 +966,17 @@ async def _enter_async(ScopedResource provider, Scope scope, obj):
             return provider._enter(scope, obj, &deferred)
     closer = new_closer(provider, closer_kind, obj, value, False)
     if not scope.add_closer(closer):
-        error = scope.closed_error(provider)
-        pending = closer.discard(error)
-        if pending is not None:
-            await pending
-        raise error
+        await _discard(provider, scope, closer)
     return value
+
+
+async def _discard(provider, Scope scope, Closer closer):
+    """Finalise at once what was created after its scope closed, then raise."""
+    error = scope.closed_error(provider)
+    pending = closer.discard(error)
+    if pending is not None:
+        await pending
+    raise error
 
 
 cdef bint _is_context_manager(object obj) except -1:

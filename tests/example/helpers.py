@@ -1,4 +1,4 @@
-"""Helpers for driving ASGI apps and reading the example's SQLite file directly."""
+"""Helpers: driving ASGI apps and servers, middleware to put inside ScopeMiddleware, reading SQLite."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ import asyncio
 import contextlib
 import json
 import pathlib
+import socket
 import sqlite3
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from starlette.middleware.base import RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 LIFESPAN_TIMEOUT = 10.0
+SERVER_TIMEOUT = 10.0
 
 
 async def _call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,6 +54,36 @@ async def run_lifespan(app: ASGIApp) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def pass_through(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """A BaseHTTPMiddleware dispatch that changes nothing (it still re-sends the body)."""
+    return await call_next(request)
+
+
+class ByteChunks:
+    """A pure ASGI middleware that re-sends each body byte by byte, keeping its content-length.
+
+    Like ``BaseHTTPMiddleware``, every chunk has ``more_body`` true and an
+    empty message ends the body.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_in_bytes(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body = message.get("body", b"")
+            for index in range(len(body)):
+                chunk = body[index : index + 1]
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app(scope, receive, send_in_bytes)
 
 
 def stored_rows(database_path: pathlib.Path, table: str) -> list[tuple[Any, ...]]:
@@ -110,3 +147,36 @@ class WebSocketClient:
 
     async def _next(self) -> Message:
         return await asyncio.wait_for(self.from_app.get(), LIFESPAN_TIMEOUT)
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free 127.0.0.1 port; yield its base URL.
+
+    The server runs the app's lifespan (``lifespan="on"``) and is stopped,
+    within ``SERVER_TIMEOUT``, when the block exits.
+    """
+    import uvicorn
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", log_config=None
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped during start-up"
+            assert time.monotonic() < deadline, "uvicorn did not start in time"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(SERVER_TIMEOUT)
+        listener.close()
+    assert not thread.is_alive(), "uvicorn did not stop in time"

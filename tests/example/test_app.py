@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
+from examples.app import open_session
 from fastapi import BackgroundTasks, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from dependency_injector_scoped import errors
+from dependency_injector_scoped import errors, providers
 
 from .helpers import stored_rows, stored_titles
 
@@ -33,6 +38,42 @@ async def test_each_request_gets_a_new_session(client: httpx.AsyncClient) -> Non
 async def test_request_value_is_the_current_request(client: httpx.AsyncClient) -> None:
     """ScopedValue("request") gives the request being served."""
     assert (await client.get("/debug/session")).json()["path"] == "/debug/session"
+
+
+def count_sessions(app: FastAPI) -> list[AsyncSession]:
+    """Override the app's session with one that records each session it opens."""
+    opened: list[AsyncSession] = []
+
+    async def open_counted_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+        async with contextlib.asynccontextmanager(open_session)(engine) as session:
+            opened.append(session)
+            yield session
+
+    container = app.state.container
+    container.session.override(providers.ScopedResource(open_counted_session, container.engine))
+    return opened
+
+
+async def test_route_that_resolves_nothing_opens_no_session(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """GET /health creates no session; GET /debug/session creates exactly one."""
+    opened = count_sessions(app)
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    assert opened == []
+    assert (await client.get("/debug/session")).status_code == 200
+    assert len(opened) == 1
+
+
+async def test_directly_resolved_repository_lists_committed_notes(
+    client: httpx.AsyncClient,
+) -> None:
+    """GET /notes, which awaits container.notes() itself, lists what earlier requests committed."""
+    for title in ("b", "a"):
+        assert (await client.post("/notes", json={"title": title})).status_code == 201
+    listed = await client.get("/notes")
+    assert listed.status_code == 200
+    assert [note["title"] for note in listed.json()] == ["a", "b"]
 
 
 async def test_created_note_is_committed_before_the_response(
@@ -79,8 +120,12 @@ async def test_validation_error_response_commits_nothing(
 async def test_failed_commit_answers_500_instead_of_201(
     client: httpx.AsyncClient, database_path: pathlib.Path
 ) -> None:
-    """A duplicate title breaks the unique constraint at commit: the client gets 500, never 201."""
-    assert (await client.post("/notes", json={"title": "twice"})).status_code == 201
+    """A duplicate title breaks the unique constraint at commit, behind @app.middleware("http"): 500, never 201."""
+    created = await client.post("/notes", json={"title": "twice"})
+    assert created.status_code == 201
+    # The header proves the response passed through the BaseHTTPMiddleware,
+    # which re-sends the body with its content-length before the final message.
+    assert "x-process-time" in created.headers
     response = await client.post("/notes", json={"title": "twice"})
     assert response.status_code == 500
     assert response.text == "Internal Server Error"
@@ -112,14 +157,21 @@ async def test_concurrent_creates_are_all_committed(
     assert len(stored_rows(database_path, "events")) == CONCURRENT_REQUESTS
 
 
-async def test_background_task_cannot_resolve_the_closed_request_session(
-    app: FastAPI, client: httpx.AsyncClient
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_background_task_gets_scope_closed_error_with_the_remedy(
+    app: FastAPI, client: httpx.AsyncClient, kind: str
 ) -> None:
-    """A background task runs after the scope closed: resolving the session raises NoActiveScopeError."""
+    """A background task runs after the scope closed: resolving the session raises ScopeClosedError saying what to do."""
     container = app.state.container
     outcomes: list[object] = []
 
-    def use_session() -> None:
+    async def use_session_async() -> None:
+        try:
+            outcomes.append(await container.session())
+        except errors.ScopeError as error:
+            outcomes.append(error)
+
+    def use_session_sync() -> None:
         try:
             outcomes.append(container.session())
         except errors.ScopeError as error:
@@ -127,12 +179,13 @@ async def test_background_task_cannot_resolve_the_closed_request_session(
 
     @app.post("/background")
     async def schedule(tasks: BackgroundTasks) -> dict[str, str]:
-        tasks.add_task(use_session)
+        tasks.add_task(use_session_async if kind == "async" else use_session_sync)
         return {}
 
     assert (await client.post("/background")).status_code == 200
     assert len(outcomes) == 1
-    assert isinstance(outcomes[0], errors.NoActiveScopeError)
+    assert isinstance(outcomes[0], errors.ScopeClosedError)
+    assert "`async with container.scope(): ...`" in str(outcomes[0])
 
 
 async def test_task_outliving_its_request_gets_scope_closed_error(
@@ -146,7 +199,7 @@ async def test_task_outliving_its_request_gets_scope_closed_error(
     async def use_session_later() -> None:
         await response_sent.wait()
         try:
-            outcomes.append(container.session())
+            outcomes.append(await container.session())
         except errors.ScopeError as error:
             outcomes.append(error)
 

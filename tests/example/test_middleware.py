@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -11,19 +12,24 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dependency_injector_scoped import containers, errors, get_current_scope, providers
 from dependency_injector_scoped.ext.starlette import ErrorResponse, ScopeMiddleware
+
+from .helpers import ByteChunks, pass_through
+
+ASGI_TIMEOUT = 10
 
 
 def recording_container(
     log: list[Any], *, fail_commit: bool = False
 ) -> containers.DynamicContainer:
-    """A container whose one scoped resource logs how its scope ended."""
+    """A container whose one scoped resource logs when it is created and how its scope ended."""
 
     async def open_resource() -> AsyncIterator[str]:
         log.append("open")
@@ -42,43 +48,82 @@ def recording_container(
     return container
 
 
-def build_app(container: containers.DynamicContainer, log: list[Any]) -> Starlette:
-    """A Starlette app with a few kinds of response, behind ScopeMiddleware."""
+def captive_container() -> containers.DynamicContainer:
+    """A misconfigured container: an app-lifetime Singleton depends on a scoped provider."""
+    container = containers.DynamicContainer()
+    container.session = providers.ScopedFactory(object)
+    container.repository = providers.Singleton(dict, session=container.session)
+    return container
+
+
+INNER_MIDDLEWARE = {
+    "none": [],
+    "base-http": [Middleware(BaseHTTPMiddleware, dispatch=pass_through)],
+    "byte-chunks": [Middleware(ByteChunks)],
+}
+
+
+def build_app(
+    container: containers.DynamicContainer, log: list[Any], inner: str = "none"
+) -> Starlette:
+    """A Starlette app with a few kinds of response, behind ScopeMiddleware and ``inner``."""
+
+    async def use_resource() -> None:
+        await container.resource()
 
     async def ok(request: Request) -> Response:
+        await use_resource()
+        return PlainTextResponse("ok")
+
+    async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def missing(request: Request) -> Response:
+        await use_resource()
         raise HTTPException(status_code=404)
 
     async def boom(request: Request) -> Response:
+        await use_resource()
         raise RuntimeError("boom")
 
-    async def stream(request: Request) -> Response:
-        async def chunks() -> AsyncIterator[bytes]:
-            yield b"a"
-            yield b"b"
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
 
+    async def stream(request: Request) -> Response:
+        await use_resource()
         return StreamingResponse(chunks())
 
-    async def with_background(request: Request) -> Response:
-        def task() -> None:
-            log.append(("background", get_current_scope()))
+    async def resolve_in_background() -> None:
+        current = get_current_scope()
+        try:
+            await container.resource()
+        except errors.ScopeError as error:
+            log.append(("background", type(error).__name__, current is not None and current.closed))
 
-        return PlainTextResponse("ok", background=BackgroundTask(task))
+    async def with_background(request: Request) -> Response:
+        await use_resource()
+        return PlainTextResponse("ok", background=BackgroundTask(resolve_in_background))
+
+    async def stream_with_background(request: Request) -> Response:
+        await use_resource()
+        return StreamingResponse(chunks(), background=BackgroundTask(resolve_in_background))
 
     async def echo_request(request: Request) -> Response:
         return PlainTextResponse(container.request().url.path)
 
     routes = [
         Route("/ok", ok),
+        Route("/health", health),
         Route("/missing", missing),
         Route("/boom", boom),
         Route("/stream", stream),
         Route("/background", with_background),
+        Route("/stream-background", stream_with_background),
         Route("/request", echo_request),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(ScopeMiddleware, container=container)])
+    middleware = [Middleware(ScopeMiddleware, container=container), *INNER_MIDDLEWARE[inner]]
+    return Starlette(routes=routes, middleware=middleware)
 
 
 def http_scope(path: str, spec_version: str = "2.3") -> Scope:
@@ -99,7 +144,7 @@ def http_scope(path: str, spec_version: str = "2.3") -> Scope:
     }
 
 
-async def serve(app: Starlette, log: list[Any], path: str, spec_version: str = "2.3") -> None:
+async def serve(app: ASGIApp, log: list[Any], path: str, spec_version: str = "2.3") -> None:
     """Serve one request, logging each message the server would send."""
     received = False
 
@@ -117,8 +162,30 @@ async def serve(app: Starlette, log: list[Any], path: str, spec_version: str = "
         else:
             log.append(("body", message.get("body", b""), message.get("more_body", False)))
 
-    with anyio.fail_after(10):
+    with anyio.fail_after(ASGI_TIMEOUT):
         await app(http_scope(path, spec_version), receive, send)
+
+
+async def start_up(
+    app: ASGIApp, lifespan_scope: Scope | None = None
+) -> tuple[list[Message], BaseException | None]:
+    """Run ``app``'s lifespan, start-up then shut-down: what it sent the server, and what it raised."""
+    to_app = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return next(to_app)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = lifespan_scope or {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    try:
+        with anyio.fail_after(ASGI_TIMEOUT):
+            await app(scope, receive, send)
+    except Exception as error:
+        return sent, error
+    return sent, None
 
 
 @pytest.fixture
@@ -127,10 +194,19 @@ def log() -> list[Any]:
     return []
 
 
+# When the scope closes, and what the client gets ---------------------------
+
+
 async def test_response_is_sent_after_the_scope_commits(log: list[Any]) -> None:
     """A success response is held until the scope closed cleanly, then sent whole."""
     await serve(build_app(recording_container(log), log), log, "/ok")
     assert log == ["open", "commit", ("start", 200), ("body", b"ok", False)]
+
+
+async def test_route_that_resolves_nothing_creates_nothing(log: list[Any]) -> None:
+    """Resources are lazy: a request that resolves no scoped provider opens no resource."""
+    await serve(build_app(recording_container(log), log), log, "/health")
+    assert log == [("start", 200), ("body", b"ok", False)]
 
 
 async def test_error_status_rolls_back(log: list[Any]) -> None:
@@ -176,10 +252,83 @@ async def test_streaming_commits_before_the_final_body_message(
     ]
 
 
-async def test_background_task_runs_after_the_scope_closed(log: list[Any]) -> None:
-    """A response's background task runs after the scope was closed and is no longer current."""
+@pytest.mark.parametrize("spec_version", ["2.4", "2.0"], ids=["same-task", "helper-task"])
+async def test_failed_commit_of_a_stream_never_sends_its_final_message(
+    log: list[Any], spec_version: str
+) -> None:
+    """A stream whose commit fails raises to the server without its final message: never complete."""
+    app = build_app(recording_container(log, fail_commit=True), log)
+    with pytest.raises(errors.FinalizerError):
+        await serve(app, log, "/stream", spec_version)
+    assert log == ["open", ("start", 200), ("body", b"a", True), ("body", b"b", True)]
+
+
+async def test_base_http_middleware_response_is_sent_after_the_commit(log: list[Any]) -> None:
+    """Behind BaseHTTPMiddleware (whole body with more_body, then an empty end), the commit runs first."""
+    await serve(build_app(recording_container(log), log, "base-http"), log, "/ok")
+    assert log == ["open", "commit", ("start", 200), ("body", b"ok", True), ("body", b"", False)]
+
+
+async def test_failed_commit_behind_base_http_middleware_answers_500(log: list[Any]) -> None:
+    """Behind BaseHTTPMiddleware a failing commit sends 500 instead of the held 200, then raises."""
+    app = build_app(recording_container(log, fail_commit=True), log, "base-http")
+    with pytest.raises(errors.FinalizerError):
+        await serve(app, log, "/ok")
+    assert log == ["open", ("start", 500), ("body", b"Internal Server Error", False)]
+
+
+async def test_chunked_content_length_body_commits_before_its_last_byte(log: list[Any]) -> None:
+    """A content-length body sent in chunks commits before the chunk that completes it."""
+    await serve(build_app(recording_container(log), log, "byte-chunks"), log, "/ok")
+    assert log == [
+        "open",
+        ("start", 200),
+        ("body", b"o", True),
+        "commit",
+        ("body", b"k", True),
+        ("body", b"", False),
+    ]
+
+
+async def test_failed_commit_withholds_the_last_byte_of_a_content_length_body(
+    log: list[Any],
+) -> None:
+    """When the commit of a chunked content-length body fails, its last byte is never sent."""
+    app = build_app(recording_container(log, fail_commit=True), log, "byte-chunks")
+    with pytest.raises(errors.FinalizerError):
+        await serve(app, log, "/ok")
+    assert log == ["open", ("start", 200), ("body", b"o", True)]
+
+
+# Background tasks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "spec_version", "inner"),
+    [
+        ("/background", "2.3", "none"),
+        ("/stream-background", "2.4", "none"),
+        ("/stream-background", "2.0", "none"),
+        ("/background", "2.3", "base-http"),
+    ],
+    ids=["plain", "stream-same-task", "stream-helper-task", "behind-base-http"],
+)
+async def test_background_task_gets_scope_closed_error(
+    log: list[Any], path: str, spec_version: str, inner: str
+) -> None:
+    """A background task runs after the commit, with the closed scope current: ScopeClosedError."""
+    await serve(build_app(recording_container(log), log, inner), log, path, spec_version)
+    assert log.index("commit") < log.index(("background", "ScopeClosedError", True))
+    assert log[-1] == ("background", "ScopeClosedError", True)
+
+
+async def test_scope_is_left_when_the_app_returns(log: list[Any]) -> None:
+    """After the request the middleware's caller no longer sees the request's scope."""
     await serve(build_app(recording_container(log), log), log, "/background")
-    assert log == ["open", "commit", ("start", 200), ("body", b"ok", False), ("background", None)]
+    assert get_current_scope() is None
+
+
+# Values and names ---------------------------------------------------------------
 
 
 async def test_request_is_given_to_the_scope(log: list[Any]) -> None:
@@ -200,6 +349,7 @@ async def test_named_scope_binds_providers_declared_with_that_name(log: list[Any
     container.resource = providers.ScopedResource(open_resource, scope="request")
 
     async def ok(request: Request) -> Response:
+        await container.resource()
         current = get_current_scope()
         assert current is not None
         return PlainTextResponse(current.name)
@@ -212,23 +362,85 @@ async def test_named_scope_binds_providers_declared_with_that_name(log: list[Any
     assert log == ["open", "commit", ("start", 200), ("body", b"request", False)]
 
 
-async def test_lifespan_passes_through_untouched(log: list[Any]) -> None:
-    """Lifespan messages reach the app with the server's own scope, receive and send, and no scope open."""
+# Lifespan -------------------------------------------------------------------------
+
+
+async def test_lifespan_messages_pass_through(log: list[Any]) -> None:
+    """The app gets the server's lifespan scope and messages, with no scope open; its replies reach the server."""
     seen: list[Any] = []
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.extend([scope, receive, send, get_current_scope()])
+        seen.extend([scope, await receive(), get_current_scope()])
+        await send({"type": "lifespan.startup.complete"})
+        seen.append(await receive())
+        await send({"type": "lifespan.shutdown.complete"})
 
-    async def receive() -> Message:
-        return {"type": "lifespan.startup"}
-
-    async def send(message: Message) -> None:
-        pass
-
-    lifespan_scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
-    await ScopeMiddleware(inner, recording_container(log))(lifespan_scope, receive, send)
-    assert seen == [lifespan_scope, receive, send, None]
+    lifespan_scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    sent, error = await start_up(ScopeMiddleware(inner, recording_container(log)), lifespan_scope)
+    assert error is None
+    assert seen == [
+        lifespan_scope,
+        {"type": "lifespan.startup"},
+        None,
+        {"type": "lifespan.shutdown"},
+    ]
+    assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
     assert log == []
+
+
+async def test_captive_container_fails_startup_before_the_app_sees_it() -> None:
+    """At lifespan.startup a captive raises, the server gets startup.failed naming it, and the app never starts."""
+    seen: list[Message] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(await receive())
+        await send({"type": "lifespan.startup.complete"})
+
+    sent, error = await start_up(ScopeMiddleware(inner, captive_container()))
+    assert isinstance(error, errors.CaptiveDependencyError)
+    assert [message["type"] for message in sent] == ["lifespan.startup.failed"]
+    assert "CaptiveDependencyError" in sent[0]["message"]
+    assert "Singleton 'repository'" in sent[0]["message"]
+    assert seen == []
+
+
+async def test_captive_container_fails_a_starlette_apps_startup() -> None:
+    """A Starlette app with a captive container reports startup.failed once and never runs its lifespan."""
+    started: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started.append("started")
+        yield
+
+    container = captive_container()
+    app = Starlette(
+        lifespan=lifespan, middleware=[Middleware(ScopeMiddleware, container=container)]
+    )
+    sent, error = await start_up(app)
+    assert isinstance(error, errors.CaptiveDependencyError)
+    assert [message["type"] for message in sent] == ["lifespan.startup.failed"]
+    assert started == []
+
+
+async def test_startup_failure_is_reported_once() -> None:
+    """An app that catches the check's error and reports startup.failed itself is not heard twice."""
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await receive()
+        except errors.CaptiveDependencyError as error:
+            await send({"type": "lifespan.startup.failed", "message": str(error)})
+
+    sent, error = await start_up(ScopeMiddleware(inner, captive_container()))
+    assert error is None
+    assert [message["type"] for message in sent] == ["lifespan.startup.failed"]
+    assert "CaptiveDependencyError" in sent[0]["message"]
+
+
+def test_middleware_does_not_check_when_it_is_built() -> None:
+    """Building the middleware with a captive container does not raise: Starlette builds it lazily."""
+    ScopeMiddleware(PlainTextResponse("ok"), captive_container())
 
 
 def test_middleware_module_is_not_imported_by_the_package() -> None:

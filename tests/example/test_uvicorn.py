@@ -3,50 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import pathlib
-import socket
-import threading
-import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from .helpers import stored_titles
+from .helpers import serving, stored_rows, stored_titles
 
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
-STARTUP_TIMEOUT = 10.0
 CONCURRENT_REQUESTS = 20
-
-
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free 127.0.0.1 port; yield its base URL."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", log_config=None
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped during start-up"
-            assert time.monotonic() < deadline, "uvicorn did not start in time"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_TIMEOUT)
-        listener.close()
-    assert not thread.is_alive(), "uvicorn did not stop in time"
 
 
 async def test_real_server_commits_before_answering_and_rolls_back_failures(
@@ -62,7 +29,6 @@ async def test_real_server_commits_before_answering_and_rolls_back_failures(
             assert created.status_code == 201
             assert stored_titles(database_path) == ["first"]
 
-            assert (await client.post("/notes", json={"title": "first"})).status_code == 500
             assert (await client.post("/notes/fail", json={"title": "failed"})).status_code == 500
             assert (
                 await client.post("/notes/reject", json={"title": "rejected"})
@@ -78,3 +44,21 @@ async def test_real_server_commits_before_answering_and_rolls_back_failures(
             assert listed.status_code == 200
             assert [note["title"] for note in listed.json()] == [*titles, "first"]
     assert stored_titles(database_path) == [*titles, "first"]
+
+
+async def test_real_server_answers_500_for_a_failing_commit_behind_the_timing_middleware(
+    app: FastAPI, database_path: pathlib.Path
+) -> None:
+    """Over real HTTP, through the app's @app.middleware("http"): a duplicate title answers 500 and commits nothing."""
+    with serving(app) as base_url:
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=base_url, timeout=10.0, limits=limits) as client:
+            created = await client.post("/notes", json={"title": "twice"})
+            # The header proves the response passed through the BaseHTTPMiddleware.
+            assert "x-process-time" in created.headers
+            duplicate = await client.post("/notes", json={"title": "twice"})
+    assert created.status_code == 201
+    assert duplicate.status_code == 500
+    assert duplicate.text == "Internal Server Error"
+    assert stored_titles(database_path) == ["twice"]
+    assert len(stored_rows(database_path, "events")) == 1

@@ -22,7 +22,7 @@ def add_session_echo(app: FastAPI, scopes: list[DIScope | None]) -> None:
         await websocket.accept()
         async for _ in websocket.iter_text():
             scopes.append(get_current_scope())
-            await websocket.send_json({"session": session_key(container.session())})
+            await websocket.send_json({"session": session_key(await container.session())})
 
 
 async def exchange(app: FastAPI, messages: int) -> list[Any]:
