@@ -539,6 +539,9 @@ cdef class Creation:
             if self.waiters is None:
                 self.waiters = []
             self.waiters.append(future)
+            if self.finished:
+                # Another thread finished it while this task registered.
+                _wake(future)
             _waiting[task] = self
             try:
                 await future
@@ -1035,7 +1038,10 @@ cdef str describe(object provider):
     name = getattr(provider, "_name", None)
     if name:
         return f"{type(provider).__name__} {name!r}"
-    return repr(provider)
+    try:
+        return repr(provider)
+    except Exception:  # a provider whose __init__ never ran
+        return f"{type(provider).__name__} at {id(provider):#x}"
 
 
 cdef str _attribute(object provider):

@@ -1,5 +1,6 @@
 # Every upstream provider is re-exported; ``Callable`` and ``Coroutine`` are
 # upstream's providers here, so the typing constructs get private names.
+import weakref as _weakref
 from collections.abc import AsyncIterator as _AsyncIterator
 from collections.abc import Callable as _Callable
 from collections.abc import Coroutine as _Coroutine
@@ -14,14 +15,26 @@ from dependency_injector.providers import *  # noqa: F403
 from dependency_injector.providers import BaseResource as BaseResource
 from dependency_injector.providers import Factory as Factory
 from dependency_injector.providers import Provider as Provider
+from typing_extensions import Self as _Self
 from typing_extensions import TypeVar, disjoint_base
 
 _T = TypeVar("_T")
 _V = TypeVar("_V", default=Any)
 
 @disjoint_base
+class Binding:
+    name: str | None
+    owner: Any
+    plan: Any
+    def __new__(cls, scope_name: str | None = None) -> _Self: ...
+    @property
+    def scope_name(self) -> str | None: ...
+
+@disjoint_base
 class ScopedFactory(Factory[_T]):
     _name: str | None
+    @property
+    def _binding(self) -> Binding | None: ...
     def __init__(
         self,
         provides: _Callable[..., _T] | str | None = None,
@@ -35,12 +48,16 @@ class ScopedFactory(Factory[_T]):
 @disjoint_base
 class ScopedResource(BaseResource[_T]):
     _name: str | None
+    @property
+    def _binding(self) -> Binding | None: ...
     @overload
     def __init__(
         self,
         provides: type[resources.Resource[_T]],
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @overload
@@ -49,6 +66,8 @@ class ScopedResource(BaseResource[_T]):
         provides: type[resources.AsyncResource[_T]],
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @overload
@@ -57,6 +76,8 @@ class ScopedResource(BaseResource[_T]):
         provides: _Callable[..., _Iterator[_T]],
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @overload
@@ -65,6 +86,8 @@ class ScopedResource(BaseResource[_T]):
         provides: _Callable[..., _AsyncIterator[_T]],
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @overload
@@ -73,6 +96,8 @@ class ScopedResource(BaseResource[_T]):
         provides: _Callable[..., _ContextManager[_T]],
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @overload
@@ -81,6 +106,8 @@ class ScopedResource(BaseResource[_T]):
         provides: _Callable[..., _AsyncContextManager[_T]],
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @overload
@@ -89,6 +116,8 @@ class ScopedResource(BaseResource[_T]):
         provides: _Callable[..., _Coroutine[Any, Any, _T]],
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @overload
@@ -97,12 +126,18 @@ class ScopedResource(BaseResource[_T]):
         provides: _Callable[..., _T] | str | None = None,
         *args: Any,
         scope: str | None = None,
+        eager: bool = False,
+        close_in_thread: bool = True,
         **kwargs: Any,
     ) -> None: ...
     @property
     def scope_name(self) -> str | None: ...
     @property
     def is_async(self) -> bool: ...
+    @property
+    def eager(self) -> bool: ...
+    @property
+    def close_in_thread(self) -> bool: ...
 
 @disjoint_base
 class ScopedValue(Provider[_V]):
@@ -115,3 +150,5 @@ class ScopedValue(Provider[_V]):
     def key(self) -> _Hashable: ...
     @property
     def scope_name(self) -> str | None: ...
+
+def _owner_ref(container: object) -> _weakref.ref[Any] | None: ...

@@ -19,6 +19,7 @@ from dependency_injector import resources as _resources
 from dependency_injector.providers import _resolve_string_import
 
 cimport cython
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SetItem
 
@@ -234,6 +235,48 @@ cdef inline object _call(Provider provider, tuple args, dict kwargs):
     return result
 
 
+cdef object _async_call(Provider provider, tuple args, dict kwargs):
+    """``async_()``: an awaitable of the instance.
+
+    A synchronous provider that another thread is creating is waited for by
+    suspending, not by blocking the calling thread.
+    """
+    cdef Creation creation = _foreign_creation(provider)
+    if creation is not None:
+        return _after_creation(provider, creation, args, kwargs)
+    result = _call(provider, args, kwargs)
+    return result if is_awaitable(result) else ready(result)
+
+
+cdef Creation _foreign_creation(Provider provider):
+    """Another thread's unfinished creation of ``provider`` in its scope, if any."""
+    if provider._last_overriding is not None or provider._async_mode == ASYNC_MODE_ENABLED:
+        return None
+    if type(provider) is not ScopedFactory and type(provider) is not ScopedResource:
+        return None
+    cdef Binding binding = _binding_of(provider)
+    current = current_scope()
+    if binding is None or current is None:
+        return None
+    cdef Scope scope = <Scope>current
+    if binding.scope_name is not None:
+        scope = scope.bound(binding.scope_name)
+        if scope is None:
+            return None
+    cdef PyObject* entry = scope.get(provider)
+    if entry is NULL or type(<object>entry) is not Creation:
+        return None
+    cdef Creation creation = <Creation>entry
+    if creation.finished or creation.task is not None or creation.thread == PyThread_get_thread_ident():
+        return None
+    return creation
+
+
+async def _after_creation(Provider provider, Creation creation, tuple args, dict kwargs):
+    await creation.wait_async()
+    return _call(provider, args, kwargs)
+
+
 cdef object _resolve(
         Provider provider, Binding binding, object current, tuple args, dict kwargs, bint* pending
 ):
@@ -244,8 +287,9 @@ cdef object _resolve(
     """
     if binding is None:
         raise ScopeError(
-            f"{type(provider).__name__} {provider!r} was not initialised: a subclass "
-            "must call super().__init__()."
+            f"{describe(provider)} was not initialised: a subclass of "
+            f"{type(provider).__name__} must call super().__init__(), and an instance "
+            "is made by calling the class, not with __new__()."
         )
     cdef Scope scope = _scope_for(provider, binding.scope_name, current)
     cdef PyObject* entry = scope.get(provider)
@@ -610,8 +654,7 @@ cdef class ScopedFactory(Factory):
 
     def async_(self, *args, **kwargs):
         """Return an awaitable of the instance, whether or not it is created yet."""
-        result = _call(self, args, kwargs)
-        return result if is_awaitable(result) else ready(result)
+        return _async_call(self, args, kwargs)
 
     def __deepcopy__(self, memo):
         copied = memo.get(id(self))
@@ -775,8 +818,7 @@ cdef class ScopedResource(BaseResource):
 
     def async_(self, *args, **kwargs):
         """Return an awaitable of the resource, whether or not it is created yet."""
-        result = _call(self, args, kwargs)
-        return result if is_awaitable(result) else ready(result)
+        return _async_call(self, args, kwargs)
 
     def __deepcopy__(self, memo):
         copied = memo.get(id(self))
