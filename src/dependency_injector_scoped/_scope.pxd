@@ -98,6 +98,7 @@ cdef class Scope:
     cdef readonly int mode
     cdef Py_ssize_t _pending
     cdef object _token
+    cdef void* _context
     cdef object __weakref__
 
     cdef PyObject* get(self, object provider)

@@ -72,6 +72,17 @@ cdef extern from *:
         return NULL;
     }
 
+    /* The context this thread runs in, compared by identity only.  A child
+       task or a thread with a copied context runs in another one.  Unknown
+       (NULL) under the limited API. */
+    static void *dis_current_context(void) {
+    #ifdef Py_LIMITED_API
+        return NULL;
+    #else
+        return (void *)PyThreadState_Get()->context;
+    #endif
+    }
+
     static int dis_install_ready_iternext(PyObject *type) {
     #ifdef Py_LIMITED_API
         (void)type;
@@ -98,6 +109,7 @@ cdef extern from *:
     int Py_EnterRecursiveCall(const char* where) except -1
     void Py_LeaveRecursiveCall()
     int dis_install_ready_iternext(object type) except -1
+    void* dis_current_context()
 
 _current = ContextVar("dependency_injector_scoped.scope", default=None)
 _creating = ContextVar("dependency_injector_scoped.creating", default=None)
@@ -556,6 +568,13 @@ def _wake(future):
         future.set_result(None)
 
 
+cdef object _eager_async_in_sync(object provider):
+    return ScopeError(
+        f"{describe(provider)} is asynchronous and cannot be created by a "
+        "synchronous scope: use `async with container.scope():`."
+    )
+
+
 cdef object _circular(list chain):
     path = " -> ".join(_attribute(provider) for provider in chain)
     return ScopeError(
@@ -819,6 +838,7 @@ cdef class Scope:
         self.mode = mode
         self.parent = current_scope()
         self._token = set_current(self)
+        self._context = dis_current_context()
         self.state = STATE_OPEN
 
     cdef object _open_eager(self):
@@ -828,16 +848,22 @@ cdef class Scope:
         if self.mode == MODE_ASYNC:
             return self._open_eager_async()
         for provider in self._plan.eager:
+            # Refuse before creating anything when a resource is known to need an await.
+            if (
+                self._serves_eager(provider)
+                and provider.is_async_mode_enabled()
+                and provider.last_overriding is None
+            ):
+                self._close(None, False, True)
+                raise _eager_async_in_sync(provider)
+        for provider in self._plan.eager:
             if not self._serves_eager(provider):
                 continue
             try:
                 result = provider()
-                if is_awaitable(result):
+                if is_awaitable(result) and type(result) is not Ready:
                     _close_quietly(result)
-                    raise ScopeError(
-                        f"{describe(provider)} is asynchronous and cannot be created by a "
-                        "synchronous scope: use `async with container.scope():`."
-                    )
+                    raise _eager_async_in_sync(provider)
             except BaseException as error:
                 self._close(error, False, True)
                 raise
@@ -877,7 +903,10 @@ cdef class Scope:
             if self.state == STATE_NEW:
                 raise ScopeError(f"{self!r} is not open: call init() or enter it first.")
             raise ScopeError(f"{self!r} is already closed; a scope closes once.")
-        if detach and current_scope() is not self:
+        if detach and (
+            current_scope() is not self
+            or (self._context != NULL and dis_current_context() != self._context)
+        ):
             raise ScopeError(
                 f"{self!r} is not the current scope here: close nested scopes first, in "
                 "the context that opened them; a child task or thread cannot close its "

@@ -584,6 +584,13 @@ cdef class _Call:
 cdef void _close_quietly(object obj):
     if obj is None or type(obj) is Ready:
         return
+    if type(obj) is _Call:
+        # A creation that stopped before its injections were awaited.
+        if (<_Call>obj).pending is not None:
+            for slot in (<_Call>obj).pending:
+                _close_quietly((<_Slot>slot).awaitable)
+            (<_Call>obj).pending = None
+        return
     close = getattr(obj, "close", None)
     if close is not None:
         try:

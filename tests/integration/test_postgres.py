@@ -128,8 +128,9 @@ async def insert_in_scope(
 ) -> None:
     """One request: insert `names` in a scope, then raise `error` when given."""
     async with container.scope():
+        repository = await container.repository()
         for name in names:
-            await container.repository().insert(name)
+            await repository.insert(name)
         if error is not None:
             raise error
 
@@ -140,8 +141,9 @@ async def insert_in_scope(
 async def test_scope_commits_on_exit(container: Container, postgres_url: str, table: str) -> None:
     """A row inserted in a scope is invisible elsewhere before exit and committed after."""
     async with container.scope():
-        await container.repository().insert("ann")
-        assert await container.repository().count() == 1
+        repository = await container.repository()
+        await repository.insert("ann")
+        assert await repository.count() == 1
         assert await committed_names(postgres_url, table) == []
     assert await committed_names(postgres_url, table) == ["ann"]
 
@@ -162,14 +164,15 @@ async def test_commit_and_rollback_across_scopes(
 ) -> None:
     """Successive scopes commit or roll back independently; later scopes see committed rows."""
     async with container.scope():
-        await container.repository().insert("ann")
+        await (await container.repository()).insert("ann")
     with pytest.raises(RequestFailed):
         await insert_in_scope(container, "bob", error=RequestFailed())
     with pytest.raises(DBAPIError):
         await insert_in_scope(container, "eve", "ann")  # "ann" violates the unique key
     async with container.scope():
-        assert await container.repository().count() == 1
-        await container.repository().insert("max")
+        repository = await container.repository()
+        assert await repository.count() == 1
+        await repository.insert("max")
     assert await committed_names(postgres_url, table) == ["ann", "max"]
     assert engine.pool.checkedout() == 0
 
@@ -221,15 +224,17 @@ async def test_nowait_sees_the_row_lock_of_another_scope(
 
     async def holder() -> None:
         async with container.scope():
-            await container.repository().lock("row")
+            repository = await container.repository()
+            await repository.lock("row")
             locked.set()
             await release.wait()
-            await container.repository().increment("row")
+            await repository.increment("row")
 
     async def request() -> None:
         async with container.scope():
-            await container.repository().insert("contender")
-            await container.repository().lock("row", nowait=True)
+            repository = await container.repository()
+            await repository.insert("contender")
+            await repository.lock("row", nowait=True)
 
     async def contender() -> DBAPIError:
         await locked.wait()
@@ -247,7 +252,7 @@ async def test_nowait_sees_the_row_lock_of_another_scope(
     assert await committed_names(postgres_url, table) == ["row"]
 
     async with container.scope():
-        assert await container.repository().lock("row", nowait=True) == 1
+        assert await (await container.repository()).lock("row", nowait=True) == 1
 
 
 async def test_lock_timeout_sees_the_row_lock_of_another_scope(container: Container) -> None:
@@ -257,14 +262,15 @@ async def test_lock_timeout_sees_the_row_lock_of_another_scope(container: Contai
 
     async def holder() -> None:
         async with container.scope():
-            await container.repository().lock("row")
+            await (await container.repository()).lock("row")
             locked.set()
             await release.wait()
 
     async def request() -> None:
         async with container.scope():
-            await container.session().execute(text("set local lock_timeout = '50ms'"))
-            await container.repository().lock("row")
+            session = await container.session()
+            await session.execute(text("set local lock_timeout = '50ms'"))
+            await (await container.repository()).lock("row")
 
     async def contender() -> DBAPIError:
         await locked.wait()
@@ -309,20 +315,24 @@ async def test_second_scope_waits_for_the_first_to_commit(
 
     async def first() -> None:
         async with container.scope():
-            await container.repository().lock("row")
+            repository = await container.repository()
+            await repository.lock("row")
             locked.set()
             await release.wait()
-            await container.repository().increment("row")
+            await repository.increment("row")
             order.append("first increments")
         order.append("first committed")
 
     async def second() -> int:
         await locked.wait()
         async with container.scope():
-            await container.session().execute(text("set local lock_timeout = '15s'"))
-            seen = await container.repository().lock("row")
+            session = await container.session()
+            await session.execute(text("set local lock_timeout = '15s'"))
+            repository = await container.repository()
+            assert repository.session is session
+            seen = await repository.lock("row")
             order.append("second locked")
-            await container.repository().increment("row")
+            await repository.increment("row")
         return seen
 
     first_task = asyncio.create_task(first())
@@ -343,7 +353,7 @@ async def test_second_scope_waits_for_the_first_to_commit(
     assert order.index("first increments") < order.index("second locked")
     assert "first committed" in order
     async with container.scope():
-        assert await container.repository().lock("row", nowait=True) == 2
+        assert await (await container.repository()).lock("row", nowait=True) == 2
     assert engine.pool.checkedout() == 0
 
 
@@ -373,10 +383,12 @@ async def test_many_concurrent_scopes_share_a_small_pool(
 
     async def request(index: int) -> AsyncSession:
         async with container.scope():
-            repository = container.repository()
+            repository = await container.repository()
             await repository.count()
             await repository.insert(f"request-{index:03d}")
-            return container.session()
+            session = await container.session()
+            assert repository.session is session
+            return session
 
     sessions = await asyncio.wait_for(
         asyncio.gather(*(request(index) for index in range(200))), TIMEOUT
@@ -398,7 +410,7 @@ async def test_failing_half_commits_only_the_successful_half(
 
     async def request(index: int) -> None:
         async with container.scope():
-            repository = container.repository()
+            repository = await container.repository()
             await repository.count()
             await repository.insert(f"request-{index:03d}")
             if index % 2:
@@ -417,7 +429,7 @@ async def test_failing_half_commits_only_the_successful_half(
     assert names == [f"request-{index:03d}" for index in range(0, 200, 2)]
 
     async with container.scope():
-        assert await container.repository().count() == 100
+        assert await (await container.repository()).count() == 100
 
 
 # Cancellation ------------------------------------------------------------------
@@ -433,11 +445,12 @@ async def test_cancelled_scopes_roll_back_and_return_connections(
     async def request(index: int) -> None:
         nonlocal started
         async with container.scope():
-            await container.repository().insert(f"request-{index}")
+            repository = await container.repository()
+            await repository.insert(f"request-{index}")
             started += 1
             if started == 5:
                 all_started.set()
-            await container.session().execute(text("select pg_sleep(30)"))
+            await (await container.session()).execute(text("select pg_sleep(30)"))
 
     tasks = [asyncio.create_task(request(index)) for index in range(5)]
     await asyncio.wait_for(all_started.wait(), TIMEOUT)
@@ -449,5 +462,5 @@ async def test_cancelled_scopes_roll_back_and_return_connections(
     assert await committed_names(postgres_url, table) == []
 
     async with container.scope():
-        await container.repository().insert("after")
+        await (await container.repository()).insert("after")
     assert await committed_names(postgres_url, table) == ["after"]

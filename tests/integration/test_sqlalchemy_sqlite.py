@@ -405,8 +405,9 @@ async def test_async_successful_scope_commits(
 ) -> None:
     """An async scope's row is invisible to other connections before exit and committed after."""
     async with async_container.scope():
-        await async_container.users().add("ann")
-        assert await async_container.users().count() == 1
+        users = await async_container.users()
+        await users.add("ann")
+        assert await users.count() == 1
         assert count_rows(database) == 0
     assert count_rows(database) == 1
 
@@ -419,7 +420,7 @@ async def test_async_failing_scope_rolls_back(
 
     async def request() -> None:
         async with async_container.scope():
-            await async_container.users().add("ann")
+            await (await async_container.users()).add("ann")
             raise error
 
     with pytest.raises(RuntimeError) as caught:
@@ -435,8 +436,9 @@ async def test_async_failing_repository_rolls_back(
 
     async def request() -> None:
         async with async_container.scope():
-            await async_container.users().add("ann")
-            await async_container.users().add("!bob")
+            users = await async_container.users()
+            await users.add("ann")
+            await users.add("!bob")
 
     with pytest.raises(InvalidName, match="!bob"):
         await request()
@@ -450,8 +452,9 @@ async def test_async_database_error_rolls_back(
 
     async def request() -> None:
         async with async_container.scope():
-            await async_container.users().add("ann")
-            await async_container.users().add("ann")
+            users = await async_container.users()
+            await users.add("ann")
+            await users.add("ann")
 
     with pytest.raises(IntegrityError):
         await request()
@@ -461,9 +464,9 @@ async def test_async_database_error_rolls_back(
 async def test_async_repositories_share_the_session(async_container: AsyncContainer) -> None:
     """Both async repositories of a scope get its single AsyncSession and lock."""
     async with async_container.scope():
-        users, audit = async_container.users(), async_container.audit()
-        assert users.session is audit.session is async_container.session()
-        assert users.lock is audit.lock
+        users, audit = await async_container.users(), await async_container.audit()
+        assert users.session is audit.session is await async_container.session()
+        assert users.lock is audit.lock is async_container.lock()
         assert isinstance(users.session, TrackedAsyncSession)
 
 
@@ -472,8 +475,8 @@ async def test_async_two_repositories_commit_together(
 ) -> None:
     """Writes of two async repositories in one scope are committed together."""
     async with async_container.scope():
-        user = await async_container.users().add("ann")
-        await async_container.audit().record(user, "created")
+        user = await (await async_container.users()).add("ann")
+        await (await async_container.audit()).record(user, "created")
     assert count_rows(database, "users") == 1
     assert count_rows(database, "audit") == 1
 
@@ -481,9 +484,10 @@ async def test_async_two_repositories_commit_together(
 async def test_async_session_is_closed_after_scope(async_container: AsyncContainer) -> None:
     """The AsyncSession is committed and closed at exit, its connection back in the pool."""
     async with async_container.scope():
-        session = async_container.session()
-        await async_container.users().add("ann")
+        session = await async_container.session()
+        await (await async_container.users()).add("ann")
         assert async_container.engine().pool.checkedout() == 1
+        assert session.events == []
     assert session.events == ["commit", "close"]
     assert async_container.engine().pool.checkedout() == 0
 
@@ -496,8 +500,8 @@ async def test_async_session_is_rolled_back_and_closed_after_failing_scope(
 
     async def request() -> None:
         async with async_container.scope():
-            sessions.append(async_container.session())
-            await async_container.users().add("ann")
+            sessions.append(await async_container.session())
+            await (await async_container.users()).add("ann")
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
@@ -516,10 +520,10 @@ async def test_async_commit_failure_at_exit_is_raised_as_finalizer_error(
 
     async def request() -> None:
         async with async_container.scope():
-            session = async_container.session()
+            session = await async_container.session()
             sessions.append(session)
             await session.execute(text(DEFERRED_TABLE))
-            await async_container.users().add("ann")
+            await (await async_container.users()).add("ann")
             await session.execute(text("insert into membership (user_id) values (999)"))
 
     with pytest.raises(errors.FinalizerError) as caught:
@@ -536,12 +540,14 @@ async def test_async_gather_resolves_one_session(async_container: AsyncContainer
 
     async def resolve() -> tuple[AsyncSession, AsyncSession]:
         await asyncio.sleep(0)
-        return async_container.users().session, async_container.audit().session
+        users, audit = await async_container.users(), await async_container.audit()
+        return users.session, audit.session
 
     async with async_container.scope():
         pairs = await asyncio.wait_for(asyncio.gather(*(resolve() for _ in range(20))), 5)
         sessions = {id(session) for pair in pairs for session in pair}
-        assert sessions == {id(async_container.session())}
+        assert sessions == {id(await async_container.session())}
+    assert pairs[0][0].events == ["commit", "close"]
 
 
 async def test_async_gather_of_repository_operations_commits_once(
@@ -550,16 +556,16 @@ async def test_async_gather_of_repository_operations_commits_once(
     """Gathered writes in one scope use its one session, serialised by the scope's lock."""
 
     async def create(index: int) -> AsyncSession:
-        user = await async_container.users().add(f"user-{index}")
-        await async_container.audit().record(user, f"created {index}")
-        return async_container.session()
+        user = await (await async_container.users()).add(f"user-{index}")
+        await (await async_container.audit()).record(user, f"created {index}")
+        return await async_container.session()
 
     async with async_container.scope():
         sessions = await asyncio.wait_for(
             asyncio.gather(*(create(index) for index in range(10))), 10
         )
         assert all(session is sessions[0] for session in sessions)
-        assert await async_container.users().count() == 10
+        assert await (await async_container.users()).count() == 10
         assert count_rows(database) == 0
     assert sessions[0].events == ["commit", "close"]
     assert count_rows(database, "users") == 10
@@ -572,7 +578,7 @@ async def test_async_gather_with_one_failure_rolls_back_all(
     """When one gathered operation fails, the scope rolls back every operation's write."""
 
     async def create(name: str) -> None:
-        await async_container.users().add(name)
+        await (await async_container.users()).add(name)
 
     async def request() -> None:
         async with async_container.scope():
@@ -591,8 +597,8 @@ async def test_async_concurrent_scopes_use_separate_sessions(
 
     async def request(index: int) -> AsyncSession:
         async with async_container.scope():
-            await async_container.users().add(f"user-{index}")
-            return async_container.session()
+            await (await async_container.users()).add(f"user-{index}")
+            return await async_container.session()
 
     # SQLite has one writer at a time: run the scopes one after the other,
     # interleaving only their resolution.

@@ -112,10 +112,11 @@ def test_child_container_redefines_a_scoped_provider() -> None:
     class Child(Base):
         session = providers.ScopedResource(log.session_resource("child"))
 
-    with Child().scope():
-        pass
-    with Base().scope():
-        pass
+    child, base = Child(), Base()
+    with child.scope():
+        assert child.session().label == "child"
+    with base.scope():
+        assert base.session().label == "base"
     assert log.events == ["open child", "close child", "open base", "close base"]
 
 
@@ -151,8 +152,26 @@ def test_nested_container_scoped_providers_resolve_in_parent_scope() -> None:
     assert second.session.closed
 
 
-def test_nested_container_scoped_resource_is_initialised_on_parent_scope_entry() -> None:
-    """Entering the parent's scope eagerly initialises a nested container's ScopedResource."""
+def test_nested_container_eager_scoped_resource_is_initialised_on_parent_scope_entry() -> None:
+    """Entering the parent's scope initialises a nested container's eager ScopedResource."""
+    log = Log()
+
+    class Sub(containers.DeclarativeContainer):
+        session = providers.ScopedResource(log.session_resource("sub"), eager=True)
+
+    class Container(containers.DeclarativeContainer):
+        sub = providers.Container(Sub)
+
+    container = Container()
+    with container.scope():
+        assert log.events == ["open sub"]
+        assert container.sub.session().label == "sub"
+        assert log.events == ["open sub"]
+    assert log.events == ["open sub", "close sub"]
+
+
+def test_nested_container_lazy_scoped_resource_waits_for_its_first_resolution() -> None:
+    """A nested container's ScopedResource is created at its first resolution in a scope."""
     log = Log()
 
     class Sub(containers.DeclarativeContainer):
@@ -161,8 +180,15 @@ def test_nested_container_scoped_resource_is_initialised_on_parent_scope_entry()
     class Container(containers.DeclarativeContainer):
         sub = providers.Container(Sub)
 
-    with Container().scope():
+    container = Container()
+    with container.scope():
+        assert log.events == []
+        session = container.sub.session()
         assert log.events == ["open sub"]
+        assert container.sub.session() is session
+    assert log.events == ["open sub", "close sub"]
+    with container.scope():
+        pass
     assert log.events == ["open sub", "close sub"]
 
 
@@ -227,11 +253,11 @@ def test_dynamic_container_set_providers() -> None:
         assert container.users().session is container.session()
 
 
-def test_dynamic_container_deleted_resource_is_no_longer_initialised() -> None:
-    """A ScopedResource deleted from a DynamicContainer is no longer initialised."""
+def test_dynamic_container_deleted_eager_resource_is_no_longer_initialised() -> None:
+    """An eager ScopedResource deleted from a DynamicContainer is no longer initialised on entry."""
     log = Log()
     container = containers.DynamicContainer()
-    container.session = providers.ScopedResource(log.session_resource())
+    container.session = providers.ScopedResource(log.session_resource(), eager=True)
     with container.scope():
         pass
     del container.session
@@ -240,14 +266,14 @@ def test_dynamic_container_deleted_resource_is_no_longer_initialised() -> None:
     assert log.events == ["open session", "close session"]
 
 
-def test_dynamic_container_added_resource_is_initialised() -> None:
-    """A ScopedResource added to a DynamicContainer after a scope is initialised next time."""
+def test_dynamic_container_added_eager_resource_is_initialised() -> None:
+    """An eager ScopedResource added to a DynamicContainer after a scope is created next time."""
     log = Log()
     container = containers.DynamicContainer()
     container.users = providers.ScopedFactory(Session)
     with container.scope():
         pass
-    container.session = providers.ScopedResource(log.session_resource())
+    container.session = providers.ScopedResource(log.session_resource(), eager=True)
     with container.scope():
         assert log.events == ["open session"]
     assert log.events == ["open session", "close session"]
@@ -262,8 +288,9 @@ def test_free_scope_on_upstream_dynamic_container() -> None:
 
     with scope(container) as opened:
         assert opened.container is container
-        assert log.events == ["open session"]
+        assert log.events == []
         assert container.users().session is container.session()
+        assert log.events == ["open session"]
     assert log.events == ["open session", "close session"]
 
 
@@ -306,7 +333,11 @@ async def test_free_scope_async_on_upstream_container() -> None:
     container = upstream_containers.DynamicContainer()
     container.session = providers.ScopedResource(log.async_session_resource())
     async with scope(container):
-        assert isinstance(container.session(), Session)
+        session = await asyncio.wait_for(container.session(), 5)
+        assert isinstance(session, Session)
+        assert await container.session() is session
+        assert not session.closed
+    assert session.closed
     assert log.events == ["open session", "close session"]
 
 
@@ -318,43 +349,54 @@ def test_overridden_scoped_resource_never_calls_its_initialiser() -> None:
     log = Log()
 
     class Container(containers.DeclarativeContainer):
-        session = providers.ScopedResource(log.session_resource())
+        session = providers.ScopedResource(log.session_resource(), eager=True)
         users = providers.ScopedFactory(Repository, session=session)
 
     container = Container()
     fake = Session("fake")
     with container.session.override(providers.Object(fake)), container.scope():
+        assert log.events == []
         assert container.session() is fake
         assert container.users().session is fake
     assert log.events == []
 
 
 async def test_overridden_async_scoped_resource_never_calls_its_initialiser() -> None:
-    """An overridden async ScopedResource is skipped on `async with` entry too."""
+    """An overridden eager async ScopedResource is skipped on `async with` entry and resolution."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
-        session = providers.ScopedResource(log.async_session_resource())
+        session = providers.ScopedResource(log.async_session_resource(), eager=True)
         users = providers.ScopedFactory(Repository, session=session)
 
     container = Container()
     fake = Session("fake")
     with container.session.override(providers.Object(fake)):
         async with container.scope():
-            assert container.users().session is fake
+            assert log.events == []
+            assert await container.session() is fake
+            assert (await container.users()).session is fake
     assert log.events == []
 
 
 def test_overridden_async_scoped_resource_allows_a_sync_scope() -> None:
-    """An async ScopedResource overridden with an Object does not refuse `with` scopes."""
+    """An async ScopedResource overridden with an Object does not refuse `with` scopes.
+
+    The provider stays asynchronous: its result is an awaitable of the fake,
+    which completes without suspending.
+    """
+    log = Log()
 
     class Container(containers.DeclarativeContainer):
-        session = providers.ScopedResource(Log().async_session_resource())
+        session = providers.ScopedResource(log.async_session_resource())
 
     container = Container()
     fake = Session("fake")
     with container.session.override(providers.Object(fake)), container.scope():
-        assert container.session() is fake
+        result = container.session()
+        assert inspect.isawaitable(result)
+        assert asyncio.run(maybe_await(result)) is fake
+    assert log.events == []
 
 
 def test_overridden_nested_scoped_resource_never_calls_its_initialiser() -> None:
@@ -362,7 +404,7 @@ def test_overridden_nested_scoped_resource_never_calls_its_initialiser() -> None
     log = Log()
 
     class Sub(containers.DeclarativeContainer):
-        session = providers.ScopedResource(log.session_resource("sub"))
+        session = providers.ScopedResource(log.session_resource("sub"), eager=True)
         users = providers.ScopedFactory(Repository, session=session)
 
     class Container(containers.DeclarativeContainer):
@@ -371,6 +413,7 @@ def test_overridden_nested_scoped_resource_never_calls_its_initialiser() -> None
     container = Container()
     fake = Session("fake")
     with container.sub.session.override(providers.Object(fake)), container.scope():
+        assert log.events == []
         assert container.sub.users().session is fake
     assert log.events == []
 
@@ -445,27 +488,27 @@ def test_container_override_with_another_container() -> None:
     assert log.events == ["open test", "close test"]
 
 
-def test_override_with_scoped_resource_after_first_scope_is_initialised_on_entry() -> None:
-    """A ScopedResource override made after the first scope is initialised on entry."""
+def test_eager_override_after_first_scope_is_initialised_on_entry() -> None:
+    """An eager ScopedResource override made after the first scope is initialised on entry."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
-        session = providers.ScopedResource(log.session_resource("real"))
+        session = providers.ScopedResource(log.session_resource("real"), eager=True)
         users = providers.ScopedFactory(Repository, session=session)
 
     container = Container()
     with container.scope():
-        pass
+        assert log.events == ["open real"]
     log.events.clear()
-    fake = providers.ScopedResource(log.session_resource("fake"))
+    fake = providers.ScopedResource(log.session_resource("fake"), eager=True)
     with container.session.override(fake), container.scope():
         assert log.events == ["open fake"]
         assert container.users().session.label == "fake"
     assert log.events == ["open fake", "close fake"]
 
 
-async def test_async_override_after_first_scope_resolves_synchronously() -> None:
-    """In `async with`, an async override made after the first scope is resolved without await."""
+async def test_async_override_after_first_scope_resolves_through_an_await() -> None:
+    """In `async with`, an async override made after the first scope is awaited and used."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
@@ -474,18 +517,23 @@ async def test_async_override_after_first_scope_resolves_synchronously() -> None
 
     container = Container()
     async with container.scope():
-        assert isinstance(container.users(), Repository)
+        assert isinstance(await container.users(), Repository)
+    assert log.events == ["open real", "close real"]
+    log.events.clear()
     with container.session.override(providers.ScopedResource(log.async_session_resource("fake"))):
         async with container.scope():
-            users = container.users()
-            if inspect.isawaitable(users):
-                await users
-                pytest.fail("container.users() returned an awaitable inside `async with`")
+            pending = container.users()
+            assert inspect.isawaitable(pending)
+            users = await asyncio.wait_for(pending, 5)
             assert users.session.label == "fake"
+            again = container.users()
+            assert inspect.isawaitable(again)
+            assert await again is users
+    assert log.events == ["open fake", "close fake"]
 
 
-async def test_async_override_before_first_scope_resolves_synchronously() -> None:
-    """In `async with`, an async ScopedResource override made before any scope needs no await."""
+async def test_async_override_before_first_scope_resolves_through_an_await() -> None:
+    """In `async with`, an async override made before any scope is awaited and used."""
     log = Log()
 
     class Container(containers.DeclarativeContainer):
@@ -495,10 +543,13 @@ async def test_async_override_before_first_scope_resolves_synchronously() -> Non
     container = Container()
     with container.session.override(providers.ScopedResource(log.async_session_resource("fake"))):
         async with container.scope():
-            assert log.events == ["open fake"]
-            users = container.users()
+            assert log.events == []
+            pending = container.users()
+            assert inspect.isawaitable(pending)
+            users = await asyncio.wait_for(pending, 5)
             assert isinstance(users, Repository)
             assert users.session.label == "fake"
+            assert log.events == ["open fake"]
     assert log.events == ["open fake", "close fake"]
 
 
@@ -556,11 +607,16 @@ def test_deepcopy_of_container_keeps_scoped_graph() -> None:
     assert copied.users.scope_name == "request"
     assert isinstance(copied, containers.DynamicContainer)
     with copied.scope("request"):
-        assert log.events == ["open session"]
+        assert log.events == []
         users = copied.users()
         assert users.session is copied.session()
+        assert log.events == ["open session"]
+        with pytest.raises(errors.NoActiveScopeError, match="ScopedFactory 'users'"):
+            original.users()
+    assert log.events == ["open session", "close session"]
+    with original.scope("request"):
         assert original.users() is not users
-    assert log.events == ["open session", "open session", "close session", "close session"]
+    assert log.events == ["open session", "close session", "open session", "close session"]
     with pytest.raises(errors.NoActiveScopeError, match="ScopedFactory 'users'"):
         copied.users()
 
@@ -573,8 +629,15 @@ def test_deepcopy_of_container_does_not_share_instances() -> None:
 
     original = Container()
     copied = copy.deepcopy(original)
-    with original.scope(), copied.scope():
-        assert copied.users() is not original.users()
+    with original.scope():
+        from_original = original.users()
+        with copied.scope():
+            from_copy = copied.users()
+            assert from_copy is not from_original
+            assert copied.users() is from_copy
+            with pytest.raises(errors.NoActiveScopeError, match="ScopedFactory 'users'"):
+                original.users()
+        assert original.users() is from_original
 
 
 # Traversal and .provided -----------------------------------------------------
@@ -718,8 +781,11 @@ def test_init_resources_inside_scope_initialises_lazy_named_resource() -> None:
         session = providers.ScopedResource(log.session_resource(), scope="request")
 
     container = Container()
-    with container.scope("request"), container.scope():
+    with container.scope("request") as request, container.scope():
+        assert log.events == []
+        container.init_resources()
         assert log.events == ["open session"]
+        assert container.session in request
         container.init_resources()
         assert log.events == ["open session"]
     assert log.events == ["open session", "close session"]
@@ -762,9 +828,10 @@ async def test_async_init_and_shutdown_resources_inside_scope_do_not_hang() -> N
 
     container = Container()
     async with container.scope():
-        session = container.session()
+        session = await container.session()
         await asyncio.wait_for(maybe_await(container.init_resources()), 5)
-        assert container.users().session is session
+        assert (await container.users()).session is session
+        assert await container.session() is session
         await asyncio.wait_for(maybe_await(container.shutdown_resources()), 5)
         assert not session.closed
     assert session.closed
@@ -781,6 +848,7 @@ async def test_async_init_resources_inside_scope_initialises_named_async_resourc
     container = Container()
     async with container.scope("request"), container.scope():
         await asyncio.wait_for(maybe_await(container.init_resources()), 5)
-        assert isinstance(container.session(), Session)
+        assert log.events == ["open session"]
+        assert isinstance(await container.session(), Session)
         assert log.events == ["open session"]
     assert log.events == ["open session", "close session"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from collections.abc import Iterator
 
@@ -292,14 +293,14 @@ async def test_async_inject_gives_the_scope_instance(async_container: AsyncConta
     """An async @inject function gets the instance the container resolves in the scope."""
     async with async_container.scope():
         injected = await get_users_async()
-        assert injected is async_container.users()
-        assert injected.session is async_container.session()
+        assert injected is await async_container.users()
+        assert injected.session is await async_container.session()
 
 
 async def test_async_inject_by_string_id(async_container: AsyncContainer) -> None:
     """Provide['users'] in an async function resolves the wired container's scoped provider."""
     async with async_container.scope():
-        assert await get_users_by_name_async() is async_container.users()
+        assert await get_users_by_name_async() is await async_container.users()
 
 
 async def test_async_inject_from_gathered_tasks_shares_one_instance(
@@ -309,7 +310,7 @@ async def test_async_inject_from_gathered_tasks_shares_one_instance(
     async with async_container.scope():
         results = await asyncio.wait_for(asyncio.gather(*(get_users_async() for _ in range(10))), 5)
         assert all(result is results[0] for result in results)
-        assert results[0] is async_container.users()
+        assert results[0] is await async_container.users()
     assert EVENTS.count("open session") == 1
 
 
@@ -337,7 +338,7 @@ async def test_async_closing_leaves_the_scoped_session_open(
     async with async_container.scope():
         users = await get_users_closing_async()
         assert not users.session.closed
-        assert async_container.users() is users
+        assert await async_container.users() is users
     assert users.session.closed
     assert EVENTS.count("close session") == 1
 
@@ -359,12 +360,28 @@ async def test_async_inject_of_coroutine_factory_creates_once(
     async with async_container.scope():
         reports = await asyncio.wait_for(asyncio.gather(*(get_report() for _ in range(10))), 5)
         assert all(report is reports[0] for report in reports)
-        assert reports[0].session is async_container.session()
-        assert async_container.report() is reports[0]
+        assert reports[0].session is await async_container.session()
+        assert await async_container.report() is reports[0]
     assert EVENTS.count("build report") == 1
 
 
-async def test_sync_function_in_async_scope(async_container: AsyncContainer) -> None:
-    """A sync @inject function called inside `async with` gets the scope's instance."""
+async def test_sync_function_in_async_scope_gets_an_awaitable(
+    async_container: AsyncContainer,
+) -> None:
+    """A sync @inject function in `async with` gets an awaitable of the scope's instance.
+
+    A sync function cannot await, so, as with dependency-injector's own async
+    providers, the injection is the provider's result: an awaitable before and
+    after the instance exists, both resolving to the one instance of the scope.
+    """
     async with async_container.scope():
-        assert get_users_by_name() is async_container.users()
+        before = get_users_by_name()
+        assert inspect.isawaitable(before)
+        created = await asyncio.wait_for(before, 5)
+        assert isinstance(created, Repository)
+        after = get_users_by_name()
+        assert inspect.isawaitable(after)
+        assert await after is created
+        assert await async_container.users() is created
+        assert await get_users_by_name_async() is created
+    assert EVENTS.count("open session") == 1

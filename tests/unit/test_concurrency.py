@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import inspect
 import threading
 import time
 
@@ -116,7 +117,7 @@ async def test_lazy_creation_in_a_worker_thread_is_visible_to_the_parent():
 
 
 async def test_lazy_async_creation_in_a_child_task_is_visible_to_the_parent():
-    """An async ScopedResource first created in a child task is returned to the parent directly."""
+    """An async ScopedResource first created in a child task is the instance the parent's call awaits to."""
 
     async def open_connection():
         await asyncio.sleep(0)
@@ -127,9 +128,12 @@ async def test_lazy_async_creation_in_a_child_task_is_visible_to_the_parent():
     async def child():
         return await connection()
 
-    async with scope(containers.DynamicContainer()):
+    async with scope(containers.DynamicContainer()) as s:
         created = await asyncio.create_task(child())
-        assert connection() is created
+        assert connection in s
+        again = connection()
+        assert inspect.isawaitable(again)
+        assert await again is created
 
 
 # Concurrent first resolutions: asyncio ---------------------------------------
@@ -204,7 +208,7 @@ async def test_failed_async_creation_is_shared_by_waiters_and_retried_later():
         assert all(isinstance(result, ConnectionError) for result in results)
         assert c.service not in get_current_scope()
         created = await c.service.async_()
-        assert c.service() is created
+        assert await c.service() is created
     assert len(calls) == 2
 
 
@@ -233,12 +237,12 @@ async def test_cancelled_async_creator_leaves_the_creation_to_a_waiter():
             await creator
         release.set()
         created = await asyncio.wait_for(waiter, TIMEOUT)
-        assert c.service() is created
+        assert await c.service() is created
     assert len(calls) == 2
 
 
 async def test_thread_waits_for_an_async_creation_in_progress():
-    """A worker thread resolving an instance the event loop is still creating gets that instance."""
+    """A worker thread's call returns an awaitable; run on the loop, it waits for the creation in progress and gives that instance."""
     calls = []
     release = asyncio.Event()
 
@@ -252,10 +256,17 @@ async def test_thread_waits_for_an_async_creation_in_progress():
         service = providers.ScopedFactory(Thing, connection)
 
     c = Local()
+    loop = asyncio.get_running_loop()
+
+    def resolve_in_thread():
+        pending = c.service()
+        assert inspect.isawaitable(pending)
+        return asyncio.run_coroutine_threadsafe(pending, loop).result(TIMEOUT)
+
     async with c.scope():
         creator = asyncio.create_task(c.service.async_())
         await asyncio.sleep(0)
-        in_thread = asyncio.create_task(asyncio.to_thread(c.service))
+        in_thread = asyncio.create_task(asyncio.to_thread(resolve_in_thread))
         await asyncio.sleep(0.05)
         assert not in_thread.done()
         release.set()
@@ -481,7 +492,9 @@ async def test_concurrent_tasks_with_their_own_scopes_do_not_share_instances():
         async with c.scope() as s:
             await asyncio.sleep(0)
             assert get_current_scope() is s
-            return c.session()
+            session = await c.session()
+            await asyncio.sleep(0)
+            return session
 
     sessions = await asyncio.wait_for(asyncio.gather(*(request() for _ in range(5))), TIMEOUT)
     assert len({id(session) for session in sessions}) == 5
@@ -524,6 +537,7 @@ async def test_cancelled_scope_body_delivers_the_cancellation_to_finalisers():
 
     async def handler():
         async with c.scope():
+            assert await c.tx() == "tx"
             entered.set()
             await asyncio.Event().wait()
 
@@ -535,8 +549,8 @@ async def test_cancelled_scope_body_delivers_the_cancellation_to_finalisers():
     assert events == ["rollback CancelledError"]
 
 
-def test_threads_waiting_on_a_failed_creation_create_it_once_more():
-    """When the creating thread fails, the waiting threads create the instance once between them."""
+def test_threads_waiting_on_a_failed_creation_share_its_error_then_it_is_created_once_more():
+    """Threads waiting for a failing creation get its error, as waiting tasks do; the next resolution creates it once."""
     calls = []
     lock = threading.Lock()
 
@@ -544,7 +558,7 @@ def test_threads_waiting_on_a_failed_creation_create_it_once_more():
         with lock:
             calls.append(1)
             attempt = len(calls)
-        time.sleep(0.05)
+        time.sleep(0.1)
         if attempt == 1:
             raise ConnectionError("first attempt fails")
         return Thing()
@@ -560,10 +574,12 @@ def test_threads_waiting_on_a_failed_creation_create_it_once_more():
         except ConnectionError as error:
             return error
 
-    with c.scope():
+    with c.scope() as s:
         results = run_in_threads(6, resolve)
+        assert len(calls) == 1
+        assert c.service not in s
         created = c.service()
-    failures = [result for result in results if isinstance(result, ConnectionError)]
-    assert len(failures) == 1
-    assert all(result is created for result in results if result not in failures)
+        assert c.service() is created
+    assert all(isinstance(result, ConnectionError) for result in results)
+    assert len({id(result) for result in results}) == 1
     assert len(calls) == 2

@@ -181,7 +181,6 @@ def test_thread_with_a_copied_context_after_close_gets_scope_closed_error():
     c = Local()
     with c.scope():
         context = contextvars.copy_context()
-    calls.clear()
     outcome: list[BaseException] = []
 
     def run():
@@ -309,8 +308,8 @@ def test_eager_async_resource_refuses_a_sync_scope_before_anything_opens():
         yield "connection"
 
     class Local(containers.DeclarativeContainer):
-        a_session = providers.ScopedResource(counting(calls, "session"))
-        b_connection = providers.ScopedResource(open_connection)
+        a_session = providers.ScopedResource(counting(calls, "session"), eager=True)
+        b_connection = providers.ScopedResource(open_connection, eager=True)
 
     c = Local()
     s = c.scope()
@@ -324,7 +323,7 @@ def test_eager_async_resource_refuses_a_sync_scope_before_anything_opens():
 
 
 async def test_eager_async_resource_refusal_leaves_an_async_scope_usable():
-    """After a refused sync scope, `async with` on the same container initialises the resource."""
+    """After a refused sync scope, `async with` on the same container initialises the eager resource on entry."""
     calls: list[str] = []
 
     async def open_connection():
@@ -332,15 +331,17 @@ async def test_eager_async_resource_refusal_leaves_an_async_scope_usable():
         yield "connection"
 
     class Local(containers.DeclarativeContainer):
-        connection = providers.ScopedResource(open_connection)
+        connection = providers.ScopedResource(open_connection, eager=True)
 
     c = Local()
     with pytest.raises(errors.ScopeError):
         with c.scope():
             pass
     assert get_current_scope() is None
-    async with c.scope():
-        assert c.connection() == "connection"
+    async with c.scope() as s:
+        assert calls == ["connection"]
+        assert c.connection in s
+        assert await c.connection() == "connection"
     assert calls == ["connection"]
 
 
@@ -362,8 +363,8 @@ def test_eager_resource_returning_an_async_context_manager_unwinds_a_sync_scope(
         yield "connection"
 
     class Local(containers.DeclarativeContainer):
-        a_session = providers.ScopedResource(open_session)
-        b_connection = providers.ScopedResource(lambda: open_connection())
+        a_session = providers.ScopedResource(open_session, eager=True)
+        b_connection = providers.ScopedResource(lambda: open_connection(), eager=True)
 
     c = Local()
     s = c.scope()
@@ -393,8 +394,8 @@ async def test_failing_eager_async_resource_unwinds_the_scope():
         yield  # pragma: no cover - makes this an async generator function
 
     class Local(containers.DeclarativeContainer):
-        a_first = providers.ScopedResource(open_first)
-        b_failing = providers.ScopedResource(open_failing)
+        a_first = providers.ScopedResource(open_first, eager=True)
+        b_failing = providers.ScopedResource(open_failing, eager=True)
 
     c = Local()
     s = c.scope()
@@ -417,8 +418,8 @@ async def test_failing_eager_async_resource_leaves_no_unawaited_initializer():
         return "settings"
 
     class Local(containers.DeclarativeContainer):
-        a_failing = providers.ScopedResource(open_failing)
-        b_settings = providers.ScopedResource(load_settings)
+        a_failing = providers.ScopedResource(open_failing, eager=True)
+        b_settings = providers.ScopedResource(load_settings, eager=True)
 
     c = Local()
     with pytest.raises(ValueError, match="cannot connect"):
@@ -429,19 +430,29 @@ async def test_failing_eager_async_resource_leaves_no_unawaited_initializer():
 
 
 async def test_sync_scope_inside_an_async_named_scope_is_allowed():
-    """A sync unnamed scope does not refuse async resources bound to another scope name."""
+    """A sync unnamed scope opens inside an async 'app' scope; its eager async resource stays awaitable there.
+
+    An unnamed dependant that needs an await is created in the sync scope, so it asks for `async with`.
+    """
 
     async def open_pool():
         yield "pool"
 
     class Local(containers.DeclarativeContainer):
-        pool = providers.ScopedResource(open_pool, scope="app")
+        pool = providers.ScopedResource(open_pool, scope="app", eager=True)
         users = providers.ScopedFactory(Repo, session=pool)
 
     c = Local()
-    async with c.scope("app"):
-        with c.scope():
-            assert c.users().session == "pool"
+    async with c.scope("app") as app:
+        assert c.pool in app
+        with c.scope() as inner:
+            assert get_current_scope() is inner
+            assert await c.pool() == "pool"
+            with pytest.raises(errors.ScopeError, match="async with") as caught:
+                c.users()
+            assert "'users'" in str(caught.value)
+            assert c.users not in inner
+        assert (await c.users()).session == "pool"
 
 
 # Misusing a scope token --------------------------------------------------------------
@@ -525,12 +536,14 @@ async def test_closing_a_scope_from_a_child_task_raises():
     c = Local()
 
     async def close_from_child(s):
-        return s.shutdown()
+        await s.shutdown()
 
     async with c.scope() as s:
+        assert c.session() == "session"
         with pytest.raises(errors.ScopeError, match="context"):
             await asyncio.create_task(close_from_child(s))
         assert s.is_open
+        assert c.session in s
         assert c.session() == "session"
         assert events == []
     assert s.closed
@@ -572,7 +585,7 @@ async def test_async_generator_yielding_twice_fails_at_exit():
     c = Local()
     with pytest.raises(errors.FinalizerError) as caught:
         async with c.scope():
-            assert c.twice_res() == 1
+            assert await c.twice_res() == 1
     [error] = caught.value.exceptions
     assert isinstance(error, errors.ScopeError)
 
@@ -593,6 +606,7 @@ def test_generator_yielding_again_after_the_scope_exception_adds_a_note():
     error = RuntimeError("request failed")
     with pytest.raises(RuntimeError) as caught:
         with c.scope():
+            assert c.stubborn() == 1
             raise error
     assert caught.value is error
     assert any("'stubborn'" in note for note in error.__notes__)
@@ -633,7 +647,7 @@ def test_never_yielding_eager_resource_fails_on_entry():
         yield  # pragma: no cover - makes this a generator function
 
     class Local(containers.DeclarativeContainer):
-        empty = providers.ScopedResource(never)
+        empty = providers.ScopedResource(never, eager=True)
 
     c = Local()
     with pytest.raises(errors.ScopeError, match="'empty'"):

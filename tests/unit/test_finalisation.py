@@ -20,7 +20,7 @@ class Boom(Exception):
     """The exception that ends a scope in these tests."""
 
 
-def recorded(events: list[str]) -> dict[str, providers.ScopedResource]:
+def recorded(events: list[str], *, eager: bool = False) -> dict[str, providers.ScopedResource]:
     """Free-standing scoped resources of every kind, recording 'init X' and 'close X'."""
 
     def generator():
@@ -79,7 +79,7 @@ def recorded(events: list[str]) -> dict[str, providers.ScopedResource]:
         "coroutine": coroutine,
         "plain": plain,
     }
-    return {name: providers.ScopedResource(kind) for name, kind in kinds.items()}
+    return {name: providers.ScopedResource(kind, eager=eager) for name, kind in kinds.items()}
 
 
 FINALISED = {
@@ -146,9 +146,9 @@ def test_sync_resources_close_in_reverse_order_in_a_sync_scope():
 
 
 async def test_eager_resources_close_in_reverse_order_of_their_initialisation():
-    """Resources initialised on entry are finalised in reverse order of their initialisation."""
+    """Eager resources initialised on entry are finalised in reverse order of their initialisation."""
     events: list[str] = []
-    kinds = recorded(events)
+    kinds = recorded(events, eager=True)
 
     class Local(containers.DeclarativeContainer):
         a = kinds["async_generator"]
@@ -497,7 +497,7 @@ async def test_explicit_async_shutdown_delivers_the_given_exception():
 
     tx = providers.ScopedResource(open_transaction)
     s = scope(containers.DynamicContainer())
-    s.init()
+    await s.init()
     await tx()
     error = Boom()
     await s.shutdown(exc=error)
@@ -536,13 +536,19 @@ def failing_and_recording(events: list[str]):
     return Local()
 
 
+def create_all(c: containers.DynamicContainer) -> None:
+    """Create the resources of ``failing_and_recording`` in declaration order."""
+    for name in ("a_ok", "b_fails", "c_ok", "d_fails"):
+        getattr(c, name)()
+
+
 def test_failing_finalisers_do_not_stop_the_others():
     """Every finaliser runs even when some of them raise."""
     events: list[str] = []
     c = failing_and_recording(events)
     with pytest.raises(errors.FinalizerError):
         with c.scope():
-            pass
+            create_all(c)
     assert events == ["close d_fails", "close c_ok", "close b_fails", "close a_ok"]
 
 
@@ -551,7 +557,7 @@ def test_clean_exit_raises_finalizer_error_with_every_failure():
     c = failing_and_recording([])
     with pytest.raises(errors.FinalizerError) as caught:
         with c.scope():
-            pass
+            create_all(c)
     group = caught.value
     assert isinstance(group, ExceptionGroup)
     assert isinstance(group, dependency_injector.errors.Error)
@@ -565,14 +571,18 @@ async def test_async_clean_exit_raises_finalizer_error_with_every_failure():
     events: list[str] = []
 
     async def async_failing():
-        yield "x"
-        events.append("close async_failing")
-        raise RuntimeError("async failed")
+        try:
+            yield "x"
+        finally:
+            events.append("close async_failing")
+            raise RuntimeError("async failed")
 
     def sync_failing():
-        yield "y"
-        events.append("close sync_failing")
-        raise ValueError("sync failed")
+        try:
+            yield "y"
+        finally:
+            events.append("close sync_failing")
+            raise ValueError("sync failed")
 
     first = providers.ScopedResource(async_failing)
     second = providers.ScopedResource(sync_failing)
@@ -581,7 +591,9 @@ async def test_async_clean_exit_raises_finalizer_error_with_every_failure():
             await first()
             second()
     assert events == ["close sync_failing", "close async_failing"]
-    assert [type(error) for error in caught.value.exceptions] == [ValueError, RuntimeError]
+    sync_error, async_error = caught.value.exceptions
+    assert [type(sync_error), type(async_error)] == [ValueError, RuntimeError]
+    assert async_error.__context__ is sync_error
 
 
 def test_exception_exit_propagates_it_with_notes_naming_failed_finalisers(caplog):
@@ -592,6 +604,7 @@ def test_exception_exit_propagates_it_with_notes_naming_failed_finalisers(caplog
     with caplog.at_level(logging.ERROR, logger="dependency_injector_scoped"):
         with pytest.raises(Boom) as caught:
             with c.scope():
+                create_all(c)
                 raise error
     assert caught.value is error
     notes = error.__notes__
@@ -609,8 +622,9 @@ def test_explicit_shutdown_with_exception_adds_notes_instead_of_raising():
     c = failing_and_recording([])
     s = c.scope()
     s.init()
+    create_all(c)
     error = Boom()
-    s.shutdown(exc=error)
+    assert s.shutdown(exc=error) is None
     assert len(error.__notes__) == 2
 
 
@@ -634,24 +648,30 @@ class Stop(BaseException):
 
 
 def test_base_exception_from_a_finaliser_is_raised_as_is_after_the_others_run():
-    """A finaliser's BaseException is re-raised unchanged once every finaliser has run."""
+    """A finaliser's BaseException is re-raised unchanged once every finaliser has run, each receiving it."""
     events: list[str] = []
+    stop = Stop()
 
     def first():
-        yield 1
+        try:
+            yield 1
+        except BaseException as exc:
+            events.append(f"close first with {type(exc).__name__}")
+            raise
         events.append("close first")
 
     def stopper():
         yield 2
-        raise Stop()
+        raise stop
 
     a = providers.ScopedResource(first)
     b = providers.ScopedResource(stopper)
-    with pytest.raises(Stop):
+    with pytest.raises(Stop) as caught:
         with scope(containers.DynamicContainer()):
             a()
             b()
-    assert events == ["close first"]
+    assert caught.value is stop
+    assert events == ["close first with Stop"]
 
 
 async def test_async_exception_exit_adds_notes_for_failed_async_finalisers(caplog):
@@ -666,10 +686,12 @@ async def test_async_exception_exit_adds_notes_for_failed_async_finalisers(caplo
     class Local(containers.DeclarativeContainer):
         broken = providers.ScopedResource(open_broken)
 
+    c = Local()
     error = Boom()
     with caplog.at_level(logging.ERROR, logger="dependency_injector_scoped"):
         with pytest.raises(Boom) as caught:
-            async with Local().scope():
+            async with c.scope():
+                assert await c.broken() == "broken"
                 raise error
     assert caught.value is error
     [note] = error.__notes__

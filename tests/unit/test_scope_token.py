@@ -6,7 +6,16 @@ import contextvars
 import gc
 import warnings
 
-from dependency_injector_scoped import Scope, containers, get_current_scope, providers, scope
+import pytest
+
+from dependency_injector_scoped import (
+    Scope,
+    containers,
+    errors,
+    get_current_scope,
+    providers,
+    scope,
+)
 
 
 def open_session():
@@ -79,13 +88,17 @@ def test_contains_tells_whether_a_provider_has_an_instance():
     """`provider in scope` is True once the provider has an instance in that scope only."""
     c = Container()
     with c.scope() as outer:
-        assert c.session in outer
+        assert c.session not in outer
         assert c.users not in outer
         c.users()
         assert c.users in outer
+        assert c.session in outer
         with c.scope() as inner:
             assert c.users not in inner
+            assert c.session not in inner
+            c.session()
             assert c.session in inner
+            assert c.users not in inner
         assert c.users in outer
     assert c.users not in outer
     assert c.session not in outer
@@ -130,17 +143,21 @@ def test_repr_shows_name_and_state():
 
 
 def test_scopes_of_different_containers_nest():
-    """A scope of another container nested inside is the innermost scope for every unnamed provider."""
+    """A scope of another container nests inside: it serves its own container's providers, not the outer one's."""
     first, second = Container(), Container()
     with first.scope() as outer:
         outer_session = first.session()
         with second.scope() as inner:
             assert inner.parent is outer
+            assert get_current_scope() is inner
+            inner_session = second.session()
             assert second.session in inner
+            assert inner_session is not outer_session
+            with pytest.raises(errors.NoActiveScopeError, match="'session'"):
+                first.session()
             assert first.session not in inner
-            assert first.session() is not outer_session
-            assert first.session in inner
         assert first.session() is outer_session
+        assert second.session not in outer
 
 
 # Scopes nobody closed -----------------------------------------------------------

@@ -152,7 +152,7 @@ def test_free_scope_function_works_with_an_upstream_container():
 
 
 async def test_async_scope_shares_the_session_between_dependants():
-    """In `async with`, upstream and scoped dependants share one session, resolved synchronously."""
+    """In `async with`, upstream and scoped dependants of an async session return awaitables of one session."""
 
     async def open_async_session():
         yield Session()
@@ -164,17 +164,20 @@ async def test_async_scope_shares_the_session_between_dependants():
 
     c = Async()
     async with c.scope():
-        repo = c.repo()
-        scoped = c.scoped_repo()
-        assert not inspect.isawaitable(repo) and not inspect.isawaitable(scoped)
+        pending_repo = c.repo()
+        pending_scoped = c.scoped_repo()
+        assert inspect.isawaitable(pending_repo) and inspect.isawaitable(pending_scoped)
+        repo, scoped = await pending_repo, await pending_scoped
+        assert isinstance(repo.session, Session)
         assert repo.session is scoped.session
+        assert repo.session is await c.session()
         first = repo.session
     async with c.scope():
-        assert c.repo().session is not first
+        assert (await c.repo()).session is not first
 
 
-async def test_first_async_creation_returns_an_awaitable_then_the_instance():
-    """A creation that must await returns an awaitable once; later calls return the instance."""
+async def test_async_creation_returns_an_awaitable_at_every_call():
+    """A ScopedFactory whose creation must await returns an awaitable, also once its instance exists."""
 
     async def connect():
         await asyncio.sleep(0)
@@ -189,7 +192,9 @@ async def test_first_async_creation_returns_an_awaitable_then_the_instance():
         pending = c.repo()
         assert inspect.isawaitable(pending)
         repo = await pending
-        assert c.repo() is repo
+        again = c.repo()
+        assert inspect.isawaitable(again)
+        assert await again is repo
         assert isinstance(repo.session, Session)
 
 

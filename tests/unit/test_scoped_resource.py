@@ -8,7 +8,7 @@ import inspect
 import pytest
 from dependency_injector import resources
 
-from dependency_injector_scoped import containers, providers, scope
+from dependency_injector_scoped import containers, errors, providers, scope
 
 
 def sync_kinds(events: list[str]) -> dict[str, object]:
@@ -132,7 +132,9 @@ async def test_async_initializer_gives_its_value_and_is_finalised_at_exit(kind):
     c = containers.DynamicContainer()
     async with scope(c):
         assert await resource() == "value"
-        assert resource() == "value"
+        again = resource()
+        assert inspect.isawaitable(again)
+        assert await again == "value"
         assert events == ["init"]
     assert events == ["init", *EXPECTED_CLOSE[kind]]
 
@@ -165,8 +167,8 @@ def test_initializer_receives_injected_arguments():
     assert seen == [(1, 2, 3)]
 
 
-def test_scope_entry_initialises_resources_never_resolved():
-    """Entering a scope calls the initializers of the container's scoped resources."""
+def test_scope_entry_initialises_eager_resources_never_resolved():
+    """Entering a scope calls the initializers of the container's eager resources only; lazy ones wait."""
     events: list[str] = []
 
     def open_session():
@@ -174,17 +176,24 @@ def test_scope_entry_initialises_resources_never_resolved():
         yield "session"
         events.append("close")
 
+    def open_cache():
+        events.append("open cache")
+        yield "cache"
+
     class Local(containers.DeclarativeContainer):
-        session = providers.ScopedResource(open_session)
+        session = providers.ScopedResource(open_session, eager=True)
+        cache = providers.ScopedResource(open_cache)
 
     c = Local()
-    with c.scope():
+    with c.scope() as s:
         assert events == ["open"]
+        assert c.session in s
+        assert c.cache not in s
     assert events == ["open", "close"]
 
 
-async def test_async_scope_entry_initialises_async_resources():
-    """`async with` initialises async scoped resources on entry, so calls are synchronous."""
+async def test_async_scope_entry_initialises_eager_async_resources():
+    """`async with` initialises eager async resources on entry; calls still return awaitables of that instance."""
     events: list[str] = []
 
     async def open_session():
@@ -193,13 +202,16 @@ async def test_async_scope_entry_initialises_async_resources():
         events.append("close")
 
     class Local(containers.DeclarativeContainer):
-        session = providers.ScopedResource(open_session)
+        session = providers.ScopedResource(open_session, eager=True)
 
     c = Local()
     async with c.scope() as s:
         assert events == ["open"]
         assert c.session in s
-        assert c.session() == "session"
+        result = c.session()
+        assert inspect.isawaitable(result)
+        assert await result == "session"
+        assert events == ["open"]
     assert events == ["open", "close"]
 
 
@@ -212,7 +224,7 @@ def test_overridden_resource_initializer_is_never_called():
         yield "real"
 
     class Local(containers.DeclarativeContainer):
-        session = providers.ScopedResource(open_session)
+        session = providers.ScopedResource(open_session, eager=True)
 
     c = Local()
     with c.session.override(providers.Object("fake")):
@@ -230,7 +242,7 @@ def test_resource_overridden_after_first_scope_is_skipped_too():
         yield "real"
 
     class Local(containers.DeclarativeContainer):
-        session = providers.ScopedResource(open_session)
+        session = providers.ScopedResource(open_session, eager=True)
 
     c = Local()
     with c.scope():
@@ -242,7 +254,7 @@ def test_resource_overridden_after_first_scope_is_skipped_too():
 
 
 def test_unnamed_scope_does_not_initialise_named_resources():
-    """An unnamed scope eagerly initialises unnamed resources only, a named scope its own only."""
+    """An unnamed scope initialises its unnamed eager resources only, a named scope its own only."""
     events: list[str] = []
 
     def make(label):
@@ -253,8 +265,8 @@ def test_unnamed_scope_does_not_initialise_named_resources():
         return initializer
 
     class Local(containers.DeclarativeContainer):
-        app_thing = providers.ScopedResource(make("app"), scope="app")
-        request_thing = providers.ScopedResource(make("request"))
+        app_thing = providers.ScopedResource(make("app"), scope="app", eager=True)
+        request_thing = providers.ScopedResource(make("request"), eager=True)
 
     c = Local()
     with c.scope("app"):
@@ -264,7 +276,7 @@ def test_unnamed_scope_does_not_initialise_named_resources():
 
 
 def test_dependent_resources_are_initialised_once_on_entry():
-    """A scoped resource depending on another one is initialised once, after its dependency."""
+    """An eager resource depending on another eager one is initialised once on entry, after its dependency."""
     events: list[str] = []
 
     def open_engine():
@@ -276,18 +288,19 @@ def test_dependent_resources_are_initialised_once_on_entry():
         yield "session"
 
     class Local(containers.DeclarativeContainer):
-        a_session = providers.ScopedResource(open_session, providers.Object(None))
-        z_engine = providers.ScopedResource(open_engine)
+        a_session = providers.ScopedResource(open_session, providers.Object(None), eager=True)
+        z_engine = providers.ScopedResource(open_engine, eager=True)
 
     Local.a_session.set_args(Local.z_engine)
     c = Local()
     with c.scope():
+        assert events == ["engine", "session(engine)"]
         assert c.a_session() == "session"
     assert events == ["engine", "session(engine)"]
 
 
-def test_explicit_init_and_shutdown_return_none_for_sync_resources():
-    """init()/shutdown() return None (not an awaitable) when only sync resources are involved."""
+def test_explicit_init_and_shutdown_return_none_without_a_running_loop():
+    """Without a running event loop, init()/shutdown() work at once and return None (not an awaitable)."""
     events: list[str] = []
 
     def open_session():
@@ -296,7 +309,7 @@ def test_explicit_init_and_shutdown_return_none_for_sync_resources():
         events.append("close")
 
     class Local(containers.DeclarativeContainer):
-        session = providers.ScopedResource(open_session)
+        session = providers.ScopedResource(open_session, eager=True)
 
     s = Local().scope()
     assert s.init() is None
@@ -306,8 +319,8 @@ def test_explicit_init_and_shutdown_return_none_for_sync_resources():
     assert events == ["open", "close"]
 
 
-async def test_explicit_init_and_shutdown_return_awaitables_for_async_resources():
-    """init()/shutdown() return awaitables when an async resource is involved."""
+async def test_explicit_init_and_shutdown_return_awaitables_under_a_running_loop():
+    """Under a running event loop, init()/shutdown() return awaitables that open and close the scope."""
     events: list[str] = []
 
     async def open_session():
@@ -316,14 +329,14 @@ async def test_explicit_init_and_shutdown_return_awaitables_for_async_resources(
         events.append("close")
 
     class Local(containers.DeclarativeContainer):
-        session = providers.ScopedResource(open_session)
+        session = providers.ScopedResource(open_session, eager=True)
 
     s = Local().scope()
     pending = s.init()
     assert inspect.isawaitable(pending)
     await pending
     assert events == ["open"]
-    assert s.container.session() == "session"
+    assert await s.container.session() == "session"
     closing = s.shutdown()
     assert inspect.isawaitable(closing)
     assert events == ["open"]
@@ -341,7 +354,10 @@ async def test_explicit_shutdown_of_lazy_async_resource_returns_an_awaitable():
 
     session = providers.ScopedResource(open_session)
     s = scope(containers.DynamicContainer())
-    assert s.init() is None
+    opening = s.init()
+    assert inspect.isawaitable(opening)
+    await opening
+    assert events == []
     assert await session() == "session"
     closing = s.shutdown()
     assert inspect.isawaitable(closing)
@@ -420,35 +436,38 @@ async def test_plain_callable_returning_an_async_context_manager_is_entered_and_
     resource = providers.ScopedResource(lambda: Manager())
     async with scope(containers.DynamicContainer()):
         assert await resource() == "entered"
-        assert resource() == "entered"
+        again = resource()
+        assert inspect.isawaitable(again)
+        assert await again == "entered"
     assert events == ["enter", "exit"]
 
 
 async def test_explicit_init_and_shutdown_agree_when_the_async_resource_is_overridden():
-    """With its only async resource overridden, init() and shutdown() both return None or both awaitables."""
+    """With its only async resource overridden, init() and shutdown() under a running loop both return awaitables."""
 
     async def open_connection():
         yield "connection"
 
     class Local(containers.DeclarativeContainer):
-        connection = providers.ScopedResource(open_connection)
+        connection = providers.ScopedResource(open_connection, eager=True)
 
     c = Local()
     with c.connection.override(providers.Object("fake")):
         s = c.scope()
         opening = s.init()
-        if opening is not None:
-            await opening
-        assert c.connection() == "fake"
+        assert inspect.isawaitable(opening)
+        await opening
+        result = c.connection()
+        assert inspect.isawaitable(result)
+        assert await result == "fake"
         closing = s.shutdown()
-        assert (opening is None) == (closing is None)
-        if closing is not None:
-            await closing
+        assert inspect.isawaitable(closing)
+        await closing
         assert s.closed
 
 
 def test_provider_added_to_a_dynamic_container_is_initialised_by_the_next_scope():
-    """A ScopedResource assigned after the container's first scope is eagerly initialised and named."""
+    """An eager ScopedResource assigned after the container's first scope is initialised by the next one and named."""
     events: list[str] = []
 
     def open_extra():
@@ -458,9 +477,12 @@ def test_provider_added_to_a_dynamic_container_is_initialised_by_the_next_scope(
     c = containers.DynamicContainer()
     with scope(c):
         pass
-    c.extra = providers.ScopedResource(open_extra)
-    with scope(c):
+    c.extra = providers.ScopedResource(open_extra, eager=True)
+    with scope(c) as s:
         assert events == ["open"]
+        assert c.extra in s
+    with pytest.raises(errors.NoActiveScopeError, match="'extra'"):
+        c.extra()
     del c.extra
     with scope(c):
         pass
@@ -556,18 +578,26 @@ def test_resource_overridden_by_another_scoped_resource_uses_only_the_override()
     assert events == ["open fake", "close fake", "open fake", "close fake"]
 
 
-def test_async_resource_overridden_by_a_sync_one_opens_a_sync_scope():
-    """An async resource overridden by a sync ScopedResource does not refuse a sync scope."""
+async def test_async_resource_overridden_by_a_sync_one_opens_a_sync_scope():
+    """An eager async resource overridden by a sync ScopedResource opens a sync scope; it stays awaitable, of the fake."""
+    events: list[str] = []
 
     async def open_real():
+        events.append("open real")
         yield "real"
 
     def open_fake():
+        events.append("open fake")
         yield "fake"
+        events.append("close fake")
 
     class Local(containers.DeclarativeContainer):
-        session = providers.ScopedResource(open_real)
+        session = providers.ScopedResource(open_real, eager=True)
 
     c = Local()
-    with c.session.override(providers.ScopedResource(open_fake)), c.scope():
-        assert c.session() == "fake"
+    with c.session.override(providers.ScopedResource(open_fake)):
+        with c.scope():
+            result = c.session()
+            assert inspect.isawaitable(result)
+            assert await result == "fake"
+        assert events == ["open fake", "close fake"]
