@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pathlib
+import socket
+from types import ModuleType
 
 import pytest
 
@@ -11,6 +14,9 @@ import dependency_injector_scoped
 
 POSTGRES_URL = os.environ.get("DIS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("DIS_REQUIRE_POSTGRES") == "1"
+# Under CI every optional framework and service is required: nothing skips silently.
+REQUIRE_SERVICES = os.environ.get("DIS_REQUIRE_SERVICES") == "1"
+REDIS_URL = os.environ.get("DIS_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -41,3 +47,38 @@ def postgres_url() -> str:
             pytest.fail(f"DIS_REQUIRE_POSTGRES=1 but {problem}")
         pytest.skip(problem)
     return POSTGRES_URL
+
+
+def require_module(name: str) -> ModuleType:
+    """Import ``name`` for an integration's tests; skip without it, fail under CI."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"DIS_REQUIRE_SERVICES=1 but {name} cannot be imported: {error}")
+        pytest.skip(f"{name} is not installed: {error}")
+
+
+def _redis_available() -> str | None:
+    """Return why Redis is unusable, or None when it answers PING."""
+    host, _, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].partition(":")
+    try:
+        with socket.create_connection((host, int(port or 6379)), timeout=3) as connection:
+            connection.sendall(b"PING\r\n")
+            reply = connection.recv(16)
+    except OSError as error:
+        return f"Redis at {REDIS_URL} is not reachable: {error}"
+    if not reply.startswith(b"+PONG"):
+        return f"Redis at {REDIS_URL} answered {reply!r} to PING"
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis URL; skips, or fails under CI, when unreachable."""
+    problem = _redis_available()
+    if problem is not None:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"DIS_REQUIRE_SERVICES=1 but {problem}")
+        pytest.skip(problem)
+    return REDIS_URL
