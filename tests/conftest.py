@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import pathlib
 import socket
-from types import ModuleType
 
 import pytest
 
 import dependency_injector_scoped
+from support import REQUIRE_SERVICES
 
 POSTGRES_URL = os.environ.get("DIS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("DIS_REQUIRE_POSTGRES") == "1"
-# Under CI every optional framework and service is required: nothing skips silently.
-REQUIRE_SERVICES = os.environ.get("DIS_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("DIS_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -47,16 +44,6 @@ def postgres_url() -> str:
             pytest.fail(f"DIS_REQUIRE_POSTGRES=1 but {problem}")
         pytest.skip(problem)
     return POSTGRES_URL
-
-
-def require_module(name: str) -> ModuleType:
-    """Import ``name`` for an integration's tests; skip without it, fail under CI."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"DIS_REQUIRE_SERVICES=1 but {name} cannot be imported: {error}")
-        pytest.skip(f"{name} is not installed: {error}")
 
 
 def _redis_available() -> str | None:
