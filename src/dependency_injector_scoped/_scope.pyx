@@ -15,7 +15,7 @@ raises instead of waiting forever.
 
 import logging
 from asyncio import CancelledError
-from asyncio import current_task as _current_task
+from asyncio import tasks as _asyncio_tasks
 from asyncio import get_running_loop as _get_running_loop_or_raise
 from asyncio import shield as _shield
 from asyncio.events import _get_running_loop
@@ -23,7 +23,7 @@ from collections.abc import Coroutine as _AbcCoroutine
 from contextvars import ContextVar, copy_context
 from threading import Condition
 from threading import get_ident as _get_ident
-from types import CoroutineType
+from types import CoroutineType, FunctionType
 from warnings import warn
 
 cimport cython
@@ -83,6 +83,18 @@ cdef extern from *:
     #endif
     }
 
+    #ifndef Py_LIMITED_API
+    /* Ready's am_send: PyIter_Send (the awaits of 3.10 and 3.11, and of
+       compiled coroutines) takes the result without a StopIteration. */
+    static PySendResult dis_ready_am_send(PyObject *self, PyObject *arg, PyObject **result) {
+        PyObject *value = ((DisReadyLayout *)self)->value;
+        (void)arg;
+        Py_INCREF(value);
+        *result = value;
+        return PYGEN_RETURN;
+    }
+    #endif
+
     static int dis_install_ready_iternext(PyObject *type) {
     #ifdef Py_LIMITED_API
         (void)type;
@@ -93,6 +105,12 @@ cdef extern from *:
             return 0;  /* an unexpected layout: keep the Cython method */
         }
         cls->tp_iternext = dis_ready_iternext;
+        if (cls->tp_as_async != NULL) {
+            cls->tp_as_async->am_send = dis_ready_am_send;
+    #ifdef Py_TPFLAGS_HAVE_AM_SEND
+            cls->tp_flags |= Py_TPFLAGS_HAVE_AM_SEND;
+    #endif
+        }
         PyType_Modified(cls);
         return 1;
     #endif
@@ -110,6 +128,25 @@ cdef extern from *:
     void Py_LeaveRecursiveCall()
     int dis_install_ready_iternext(object type) except -1
     void* dis_current_context()
+
+# asyncio.current_task() is a Python function before 3.12: read the C
+# implementation's table of current tasks directly there.
+cdef object _current_task_function = _asyncio_tasks.current_task
+cdef dict _current_tasks = (
+    getattr(_asyncio_tasks, "_current_tasks", None)
+    if type(_current_task_function) is FunctionType
+    else None
+)
+
+
+cdef inline object _current_task():
+    """The running task of this thread's running loop (one must run)."""
+    cdef PyObject* task
+    if _current_tasks is not None:
+        task = PyDict_GetItemWithError(_current_tasks, _get_running_loop_or_raise())
+        return <object>task if task is not NULL else None
+    return _current_task_function()
+
 
 _current = ContextVar("dependency_injector_scoped.scope", default=None)
 _creating = ContextVar("dependency_injector_scoped.creating", default=None)
