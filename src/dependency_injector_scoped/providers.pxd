@@ -21,6 +21,7 @@ cdef class _Call:
     cdef list positional
     cdef dict kwargs
     cdef list pending
+    cdef Py_ssize_t filled
 
     cdef void add(self, object target, object key, object awaitable)
     cdef void bind_positional(self, tuple args)
@@ -32,6 +33,8 @@ cdef class _Call:
 
 cdef class ScopedFactory(Factory):
     cdef readonly Binding _binding
+    # Its last creation had to await: a deferred one goes straight to a coroutine.
+    cdef bint _awaited
 
     cpdef object _provide(self, tuple args, dict kwargs)
     cdef object _produce(self, Scope scope, object current, tuple args, dict kwargs, bint* deferred)

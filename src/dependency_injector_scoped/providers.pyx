@@ -74,6 +74,24 @@ cdef extern from *:
     object PyObject_Call(object callable, object args, PyObject* kwargs)
     PyObject* PyIter_Next(object iterator) except? NULL
 
+cdef extern from *:
+    """
+    /* The awaitable of an async iterator's next step, from its type's slot:
+       no ``anext`` wrapper (NULL without an error when there is no slot). */
+    static PyObject *dis_anext_step(PyObject *obj) {
+    #ifdef Py_LIMITED_API
+        unaryfunc anext = (unaryfunc)PyType_GetSlot(Py_TYPE(obj), Py_am_anext);
+    #else
+        unaryfunc anext = Py_TYPE(obj)->tp_as_async != NULL ? Py_TYPE(obj)->tp_as_async->am_anext : NULL;
+    #endif
+        if (anext == NULL) {
+            return NULL;
+        }
+        return anext(obj);
+    }
+    """
+    PyObject* dis_anext_step(object obj) except? NULL
+
 # dependency-injector's async-mode values.
 cdef int ASYNC_MODE_UNDEFINED = 0
 cdef int ASYNC_MODE_ENABLED = 1
@@ -92,6 +110,19 @@ cdef enum:
 
 cdef tuple _NO_ARGS = ()
 cdef object _END = object()
+# Looked up once: Cython would look the builtin up at every call.
+cdef object _anext = anext
+
+
+cdef object _next_step(object obj):
+    """The awaitable of an async generator's next value (``_END`` once exhausted)."""
+    cdef PyObject* step = dis_anext_step(obj)
+    if step is NULL:
+        return _anext(obj, _END)
+    result = <object>step
+    Py_DECREF(result)
+    return result
+
 
 
 cdef class Binding:
@@ -105,15 +136,11 @@ cdef class Binding:
 
 
 @cython.final
+@cython.freelist(8)
 cdef class _Slot:
     cdef object target
     cdef object key
     cdef object awaitable
-
-    def __cinit__(self, target, key, awaitable):
-        self.target = target
-        self.key = key
-        self.awaitable = awaitable
 
 
 @cython.final
@@ -278,7 +305,13 @@ async def _after_creation(Provider provider, Creation creation, tuple args, dict
 
 
 cdef object _resolve(
-        Provider provider, Binding binding, object current, tuple args, dict kwargs, bint* pending
+        Provider provider,
+        Binding binding,
+        object current,
+        tuple args,
+        dict kwargs,
+        bint* pending,
+        bint nested=False,
 ):
     """The scope's entry for ``provider``: its instance, or what creates it.
 
@@ -299,8 +332,49 @@ cdef object _resolve(
         pending[0] = True
         if scope.mode == MODE_SYNC and scope.state == STATE_OPEN:
             raise _async_in_sync(provider)
+        if nested and entry is NULL and type(provider) is ScopedFactory:
+            # A dependency: created when the creation that needs it gets to it,
+            # after the dependencies before it, so it may find all it needs ready.
+            return _deferred(provider, binding, scope)
         return _create_async(provider, binding, scope, args, kwargs, None)
     return _create_sync(provider, binding, scope, current, entry, args, kwargs, pending)
+
+
+@cython.final
+@cython.freelist(8)
+cdef class _Deferred:
+    """An asynchronous dependency not created yet: see :func:`_realize`."""
+    cdef Provider provider
+    cdef Binding binding
+    cdef Scope scope
+
+
+cdef inline _Deferred _deferred(Provider provider, Binding binding, Scope scope):
+    cdef _Deferred deferred = _Deferred.__new__(_Deferred)
+    deferred.provider = provider
+    deferred.binding = binding
+    deferred.scope = scope
+    return deferred
+
+
+cdef object _realize(_Deferred deferred, bint* pending):
+    """The instance of a deferred dependency, or (``pending``) the coroutine that creates it.
+
+    Created synchronously when everything it needs is ready by now; an
+    instance made that way is stored as a ``Ready``, like every instance of
+    an asynchronous provider.
+    """
+    cdef Scope scope = deferred.scope
+    cdef PyObject* entry = scope.get(deferred.provider)
+    if entry is not NULL and type(<object>entry) is not Creation:
+        value = <object>entry
+        return (<Ready>value).value if type(value) is Ready else value
+    if entry is NULL and scope.state == STATE_OPEN and not (<ScopedFactory>deferred.provider)._awaited:
+        return _create_sync(
+            deferred.provider, deferred.binding, scope, current_scope(), NULL, _NO_ARGS, None, pending
+        )
+    pending[0] = True
+    return _create_async(deferred.provider, deferred.binding, scope, _NO_ARGS, None, None)
 
 
 cdef object _create_sync(
@@ -335,12 +409,17 @@ cdef object _create_sync(
         # asynchronous, and a coroutine creates the instance.
         scope.abandon(creation, None)
         provider._async_mode = ASYNC_MODE_ENABLED
+        if type(provider) is ScopedFactory:
+            (<ScopedFactory>provider)._awaited = True
         if scope.mode == MODE_SYNC:
             _close_quietly(value)
             raise _async_in_sync(provider)
         pending[0] = True
         return _create_async(provider, binding, scope, args, kwargs, value)
-    scope.settle(creation, value)
+    if provider._async_mode == ASYNC_MODE_ENABLED:
+        scope.settle(creation, ready(value))
+    else:
+        scope.settle(creation, value)
     return value
 
 
@@ -363,6 +442,7 @@ async def _create_async(
     cdef Creation creation
     cdef PyObject* entry
     cdef bint deferred = False
+    cdef bint waits = False
     while True:
         entry = scope.get(provider)
         if entry is NULL:
@@ -393,7 +473,13 @@ async def _create_async(
                 if awaitable is None:
                     break
                 try:
-                    dependency = await awaitable
+                    if type(awaitable) is _Deferred:
+                        dependency = _realize(<_Deferred>awaitable, &waits)
+                        if waits:
+                            waits = False
+                            dependency = await dependency
+                    else:
+                        dependency = await awaitable
                 except BaseException:
                     (<_Call>obj).close_rest()
                     raise
@@ -413,7 +499,10 @@ async def _create_async(
                 value = obj
         elif (<ScopedResource>provider)._kind == KIND_ASYNC_GENERATOR:
             # The common case inline: no coroutine of its own.
-            value = await anext(obj, _END)
+            try:
+                value = await _next_step(obj)
+            except StopAsyncIteration:
+                value = _END
             if value is _END:
                 raise generator_error(provider, True, True)
             closer = new_closer(provider, CLOSE_ASYNC_GENERATOR, obj, None, False)
@@ -446,7 +535,7 @@ cdef inline object _inject(Injection injection, object current, bint* awaitable)
             and (<Provider>dependency)._last_overriding is None
         ):
             value = _resolve(
-                dependency, _binding_of(dependency), current, _NO_ARGS, None, &pending
+                dependency, _binding_of(dependency), current, _NO_ARGS, None, &pending, True
             )
             if pending:
                 awaitable[0] = True
@@ -548,7 +637,11 @@ cdef class _Call:
     cdef void add(self, object target, object key, object awaitable):
         if self.pending is None:
             self.pending = []
-        self.pending.append(_Slot(target, key, awaitable))
+        cdef _Slot slot = _Slot.__new__(_Slot)
+        slot.target = target
+        slot.key = key
+        slot.awaitable = awaitable
+        self.pending.append(slot)
 
     cdef void bind_positional(self, tuple args):
         for slot in self.pending:
@@ -560,17 +653,18 @@ cdef class _Call:
 
     cdef object next_pending(self):
         """The next awaitable to await, or None when all are filled."""
-        if not self.pending:
+        if self.pending is None or self.filled == len(self.pending):
             return None
-        return (<_Slot>self.pending[0]).awaitable
+        return (<_Slot>self.pending[self.filled]).awaitable
 
     cdef void fill(self, object value) except *:
-        cdef _Slot slot = <_Slot>self.pending.pop(0)
+        cdef _Slot slot = <_Slot>self.pending[self.filled]
+        self.filled += 1
         slot.target[slot.key] = value
 
     cdef void close_rest(self):
-        # The first pending one failed; the others never run.
-        for slot in self.pending[1:]:
+        # The next pending one failed; the ones after it never run.
+        for slot in self.pending[self.filled + 1:]:
             _close_quietly((<_Slot>slot).awaitable)
         self.pending = None
 
@@ -582,12 +676,12 @@ cdef class _Call:
 
 
 cdef void _close_quietly(object obj):
-    if obj is None or type(obj) is Ready:
+    if obj is None or type(obj) is Ready or type(obj) is _Deferred:
         return
     if type(obj) is _Call:
         # A creation that stopped before its injections were awaited.
         if (<_Call>obj).pending is not None:
-            for slot in (<_Call>obj).pending:
+            for slot in (<_Call>obj).pending[(<_Call>obj).filled:]:
                 _close_quietly((<_Slot>slot).awaitable)
             (<_Call>obj).pending = None
         return
@@ -602,6 +696,7 @@ cdef void _close_quietly(object obj):
 async def _set_attributes(ScopedFactory provider, Scope scope, instance):
     """Inject a factory's attributes, awaiting the awaitable ones."""
     cdef bint deferred = False
+    cdef bint waits = False
     if provider._attributes_len == 0:
         return instance
     attributes = _invoke(
@@ -613,7 +708,13 @@ async def _set_attributes(ScopedFactory provider, Scope scope, instance):
             if awaitable is None:
                 break
             try:
-                value = await awaitable
+                if type(awaitable) is _Deferred:
+                    value = _realize(<_Deferred>awaitable, &waits)
+                    if waits:
+                        waits = False
+                        value = await value
+                else:
+                    value = await awaitable
             except BaseException:
                 (<_Call>attributes).close_rest()
                 raise
@@ -991,7 +1092,10 @@ async def _enter_async(ScopedResource provider, Scope scope, obj):
     cdef int closer_kind = 0
     cdef bint deferred = False
     if kind == KIND_ASYNC_GENERATOR:
-        value = await anext(obj, _END)
+        try:
+            value = await _next_step(obj)
+        except StopAsyncIteration:
+            value = _END
         if value is _END:
             raise generator_error(provider, True, True)
         closer_kind = CLOSE_ASYNC_GENERATOR
