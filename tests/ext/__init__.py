@@ -1,0 +1,1 @@
+"""Tests of the framework integrations (dependency_injector_scoped.ext)."""
