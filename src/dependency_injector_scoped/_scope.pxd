@@ -77,10 +77,12 @@ cdef class Creation:
     cdef object error
     cdef list waiters
     cdef Creation _previous
+    cdef bint _tracked
     cdef object _creating_token
     cdef object _scope_token
 
     cdef void release(self) except *
+    cdef void record(self) except *
     cdef void finish(self, object error, bint retry) except *
     cdef void wait(self) except *
     cdef object _cycle(self, object waiter)

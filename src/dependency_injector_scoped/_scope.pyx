@@ -27,7 +27,7 @@ from types import CoroutineType, FunctionType
 from warnings import warn
 
 cimport cython
-from cpython.dict cimport PyDict_Clear, PyDict_SetItem
+from cpython.dict cimport PyDict_Clear, PyDict_DelItem, PyDict_SetItem
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, PyObject
 
@@ -200,10 +200,15 @@ cdef void reset_current(object token) except *:
 
 
 cdef Creation current_creation():
-    """The innermost creation in progress here: this thread's, else this context's."""
+    """The innermost creation in progress here: this thread's, this task's, else this context's."""
     cdef Creation top = _sync_top
+    cdef PyObject* entry
     if top is not None and not top.finished and top.thread == PyThread_get_thread_ident():
         return top
+    if _task_top and _get_running_loop() is not None:
+        entry = PyDict_GetItemWithError(_task_top, _current_task())
+        if entry is not NULL:
+            return <Creation>entry
     return <Creation>_var_get(_creating_var, _creating_get)
 
 
@@ -214,6 +219,11 @@ cdef Creation current_creation():
 # chain.  Asynchronous creations (whose child tasks inherit the context) are
 # recorded in the context.
 cdef Creation _sync_top = None
+# The innermost asynchronous creation of each task that has one.  Only a
+# creation about to await its initializer's own code (which may start child
+# tasks, inheriting the context) is also recorded in the context
+# (:meth:`Creation.record`); one that only awaits its dependencies is not.
+cdef dict _task_top = {}
 
 
 def get_current_scope():
@@ -483,18 +493,41 @@ cdef class Creation:
     cdef void release(self) except *:
         """Restore what the creation changed (its owner only, once)."""
         global _sync_top
+        cdef PyObject* entry
         if self._scope_token is not None:
             reset_current(self._scope_token)
             self._scope_token = None
         if self._creating_token is not None:
             _var_reset(_creating_var, _creating_reset, self._creating_token)
             self._creating_token = None
-        elif self.task is None and self.depth:
+        if self.task is not None:
+            if self._tracked:
+                # Creations of one task nest, so this one is its innermost,
+                # unless it is abandoned out of turn (a coroutine dropped
+                # half-way and closed by the garbage collector).
+                self._tracked = False
+                entry = PyDict_GetItemWithError(_task_top, self.task)
+                if entry is not NULL and <object>entry is self:
+                    if self._previous is None:
+                        PyDict_DelItem(_task_top, self.task)
+                    else:
+                        PyDict_SetItem(_task_top, self.task, self._previous)
+                self._previous = None
+        elif self.depth:
             self.depth = 0
             Py_LeaveRecursiveCall()
             if _sync_top is self:
                 _sync_top = self._previous
             self._previous = None
+
+    cdef void record(self) except *:
+        """Record the creation in the context before its initializer's code is awaited.
+
+        A child task started by that code inherits the record, so resolving
+        this provider (or one it is created for) from there is a cycle.
+        """
+        if self._creating_token is None and not self.finished:
+            self._creating_token = _var_set(_creating_var, _creating_set, self)
 
     cdef void finish(self, object error, bint retry) except *:
         """Wake everything that waits for this creation."""
@@ -786,10 +819,20 @@ cdef class Scope:
         """
         cdef Creation outer
         cdef Creation creation
+        cdef PyObject* entry
         if self.state != STATE_OPEN:
             raise self.closed_error(provider)
         global _sync_top
-        outer = current_creation()
+        if asynchronous:
+            task = _current_task()
+            outer = _sync_top
+            if outer is None or outer.finished or outer.thread != PyThread_get_thread_ident():
+                entry = PyDict_GetItemWithError(_task_top, task) if task is not None else NULL
+                outer = <Creation>entry if entry is not NULL else <Creation>_var_get(
+                    _creating_var, _creating_get
+                )
+        else:
+            outer = current_creation()
         creation = Creation.__new__(Creation)
         creation.provider = provider
         creation.scope = self
@@ -803,7 +846,12 @@ cdef class Scope:
                 raise RecursionError(
                     f"maximum recursion depth exceeded while creating {describe(provider)}"
                 )
-            creation.task = _current_task()
+            creation.task = task
+            if task is not None:
+                if outer is not None and outer.task is task:
+                    creation._previous = outer
+                PyDict_SetItem(_task_top, task, creation)
+                creation._tracked = True
         else:
             Py_EnterRecursiveCall(" while creating a scoped instance")
             creation.depth = 1
@@ -811,7 +859,7 @@ cdef class Scope:
             _sync_top = creation
         PyDict_SetItem(self._instances, provider, creation)
         self._pending += 1
-        if asynchronous:
+        if asynchronous and creation.task is None:
             creation._creating_token = _var_set(_creating_var, _creating_set, creation)
         if rebind:
             creation._scope_token = set_current(self)

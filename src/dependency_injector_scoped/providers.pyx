@@ -332,7 +332,7 @@ cdef object _resolve(
         pending[0] = True
         if scope.mode == MODE_SYNC and scope.state == STATE_OPEN:
             raise _async_in_sync(provider)
-        if nested and entry is NULL and type(provider) is ScopedFactory:
+        if nested and entry is NULL:
             # A dependency: created when the creation that needs it gets to it,
             # after the dependencies before it, so it may find all it needs ready.
             return _deferred(provider, binding, scope)
@@ -369,7 +369,12 @@ cdef object _realize(_Deferred deferred, bint* pending):
     if entry is not NULL and type(<object>entry) is not Creation:
         value = <object>entry
         return (<Ready>value).value if type(value) is Ready else value
-    if entry is NULL and scope.state == STATE_OPEN and not (<ScopedFactory>deferred.provider)._awaited:
+    if (
+        entry is NULL
+        and scope.state == STATE_OPEN
+        and type(deferred.provider) is ScopedFactory
+        and not (<ScopedFactory>deferred.provider)._awaited
+    ):
         return _create_sync(
             deferred.provider, deferred.binding, scope, current_scope(), NULL, _NO_ARGS, None, pending
         )
@@ -479,6 +484,7 @@ async def _create_async(
                             waits = False
                             dependency = await dependency
                     else:
+                        creation.record()
                         dependency = await awaitable
                 except BaseException:
                     (<_Call>obj).close_rest()
@@ -492,13 +498,16 @@ async def _create_async(
             if type(obj) is _Await:
                 obj = (<_Await>obj).instance
             elif is_awaitable(obj):
+                creation.record()
                 obj = await obj
             if (<ScopedFactory>provider)._attributes_len:
+                creation.record()
                 value = await _set_attributes(<ScopedFactory>provider, scope, obj)
             else:
                 value = obj
         elif (<ScopedResource>provider)._kind == KIND_ASYNC_GENERATOR:
             # The common case inline: no coroutine of its own.
+            creation.record()
             try:
                 value = await _next_step(obj)
             except StopAsyncIteration:
@@ -509,6 +518,7 @@ async def _create_async(
             if not scope.add_closer(closer):
                 await _discard(provider, scope, closer)
         else:
+            creation.record()
             value = await _enter_async(<ScopedResource>provider, scope, obj)
     except BaseException as error:
         scope.abandon(creation, error)
