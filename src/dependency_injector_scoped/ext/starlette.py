@@ -40,11 +40,13 @@ The client never receives a complete success response before the commit
     ``@app.middleware("http")``) inside this middleware re-sends a response
     as its whole body with ``more_body`` true, then an empty final message.
     If closing fails (a finaliser raised, e.g. the commit broke a
-    constraint), a plain ``500 Internal Server Error`` is sent instead of the
-    held start and the
+    constraint), a plain ``500 Internal Server Error`` with
+    ``Connection: close`` is sent instead of the held start and the
     :class:`~dependency_injector_scoped.errors.FinalizerError` is raised into
     the app and on to the server, which logs it; the app's background tasks
-    do not run.
+    do not run.  A server closes the connection of an app that raised (uvicorn
+    does); the header tells a keep-alive client so, and its next request
+    opens a new connection instead of meeting a reset one.
 
 When the app raises
     The scope closes with the exception (finalisers roll back) and the
@@ -284,9 +286,12 @@ class _HttpExchange:
         except Exception:
             if self.start is not None:
                 self.start = None
-                await PlainTextResponse("Internal Server Error", status_code=500)(
-                    self.scope, self.receive, self.send
-                )
+                # The error is raised on to the server after this response,
+                # and a server closes the connection of an app that raised:
+                # say so, so a keep-alive client does not reuse it.
+                await PlainTextResponse(
+                    "Internal Server Error", status_code=500, headers={"connection": "close"}
+                )(self.scope, self.receive, self.send)
             # Raised after a start was sent, the server aborts the response.
             raise
         await self._send_start()
