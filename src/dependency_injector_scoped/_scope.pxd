@@ -45,6 +45,9 @@ cdef class _Closing:
 
 cdef class Ready:
     cdef readonly object value
+    # The StopIteration an await of it raises where the await cannot take
+    # the result without one (CPython 3.12 and later); set by C code.
+    cdef object _stop
 
 
 cdef class Plan:

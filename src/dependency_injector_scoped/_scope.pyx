@@ -56,19 +56,37 @@ cdef extern from *:
 
     /* Ready's tp_iternext in plain C: finishing an await this way adds no
        traceback entry, which a StopIteration raised from Cython code would. */
-    typedef struct { PyObject_HEAD PyObject *value; } DisReadyLayout;
+    typedef struct { PyObject_HEAD PyObject *value; PyObject *stop; } DisReadyLayout;
 
     static PyObject *dis_ready_iternext(PyObject *self) {
-        PyObject *value = ((DisReadyLayout *)self)->value;
-        PyObject *stop;
-        if (value == Py_None) {
+        DisReadyLayout *ready = (DisReadyLayout *)self;
+        PyObject *stop = ready->stop;
+        PyObject *traceback;
+        if (ready->value == Py_None) {
             return NULL;  /* exhausted without an exception: the result is None */
         }
-        stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-        if (stop != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, stop);
-            Py_DECREF(stop);
+        if (stop != NULL && stop != Py_None) {
+            /* Raised again only while no frame has recorded itself in it. */
+            traceback = PyException_GetTraceback(stop);
+            if (traceback != NULL) {
+                Py_DECREF(traceback);
+                stop = NULL;
+            }
+        } else {
+            stop = NULL;
         }
+        if (stop == NULL) {
+            stop = PyObject_CallOneArg(PyExc_StopIteration, ready->value);
+            if (stop == NULL) {
+                return NULL;
+            }
+            Py_XSETREF(ready->stop, stop);
+        }
+        /* PyErr_Restore chains no context: an awaited Ready (a stored
+           instance is awaited at every hit) reuses its StopIteration. */
+        Py_INCREF(stop);
+        Py_INCREF(PyExc_StopIteration);
+        PyErr_Restore(PyExc_StopIteration, stop, NULL);
         return NULL;
     }
 
