@@ -6,8 +6,18 @@ compare against dependency-injector's compiled providers and against
 hand-written code doing the same work.  Run with ``make bench`` or::
 
     python benchmarks/run.py [--rounds N] [--loops N] [--json] [--processes N]
-                             [--cases hit,create,async-hit,sync,async,thread]
+                             [--cases hit,create,async-hit,sync,async,thread,scaling]
+                             [--save | --write-readme] [--output-dir DIR] [--readme FILE]
     python benchmarks/run.py --report saved.json   # the tables of a saved --json output
+    python benchmarks/run.py --from-results --write-readme   # rebuild from saved files
+
+``--write-readme`` (the README's figures come from
+``python benchmarks/run.py --processes 3 --write-readme``) saves this interpreter's
+results as ``benchmarks/results/<implementation>-<major.minor>.json``, then merges every
+JSON file there (run the script once with each interpreter that has the package
+installed) into the README's section between ``<!-- bench:start -->`` and
+``<!-- bench:end -->`` and into ``benchmarks/results/request-cycle.png`` (see
+``report.py``); ``--save`` does the same without touching the README.
 
 ``--processes N`` runs the script N times, one process after another, and
 reports for every row the median of the N per-process ratios (the README's
@@ -40,16 +50,18 @@ sync       open a scope, resolve ``Service(RepoA(session), RepoB(session))``
            ``with make_session() as s: Service(RepoA(s), RepoB(s))``.  Twice:
            positional injections, and keyword injections
            (``ScopedFactory(RepoA, session=session)``, README style, against
-           ``Service(a=RepoA(session=s), b=RepoB(session=s))``).  Peers: the
-           same graph on upstream ``ContextLocalResource`` + ``Factory`` (one
-           fresh context per request, ``shutdown()`` at the end), and dishka
-           when installed.
+           ``Service(a=RepoA(session=s), b=RepoB(session=s))``).  Peers (see
+           ``peers.py``, each set up as its documentation shows, each checked
+           like ours, each reported "not installed" when it is missing): dishka,
+           wireup, svcs, that-depends, upstream ``ContextLocalResource`` +
+           ``Factory`` (``shutdown()`` after the call, and ``@inject`` with
+           ``Closing[Provide[...]]``), FastAPI's ``Depends`` (async only).
 async      the same with an async-generator session: ``async with
            container.scope(): await container.service()`` (new contract;
            on the old core ``container.service()`` without ``await``, and
            the row says so), against the hand-written ``async with`` twin.
-           dishka's session is an async-generator provider, resolved with
-           ``async with container() as request: await request.get(Service)``.
+           Each peer's session is an async generator (dishka's registered
+           directly with ``provide``), resolved with its own async API.
 thread     the async cycle with a SYNC generator session: its finaliser runs
            in the loop's default executor (``close_in_thread=True``, the new
            default) against the same on the loop thread
@@ -57,106 +69,66 @@ thread     the async cycle with a SYNC generator session: its finaliser runs
            against the hand-written async cycle.  Hand-written twins: the sync
            session closed inline in the coroutine, and closed through
            ``run_in_executor`` in a copied context.
+scaling    a separate group with its own table (see ``scaling.py``): cost per
+           scope for 1, 10, 100, 1,000 providers (flat and chained), memory per
+           open scope, 10,000 scopes open at once (nested, and in concurrent
+           tasks), and a named-scope hit from 1, 10, 100 nested scopes.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextvars
+import datetime
 import importlib.metadata
 import inspect
 import json
+import os
+import pathlib
 import platform
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from dependency_injector import containers as upstream_containers
+import peers
+import report
+import scaling
+from common import (
+    VERIFIED,
+    BenchmarkError,
+    RepoA,
+    RepoB,
+    Service,
+    Session,
+    Thing,
+    async_loop,
+    check_async,
+    check_sync,
+    close_loop,
+    make_async_session,
+    make_session,
+    make_thread_noting_session,
+    measure,
+    measure_in_loop,
+    new_loop,
+    session_async_generator,
+    session_generator,
+    sync_loop,
+    thread_noting_session_generator,
+)
 from dependency_injector import providers as upstream
 
 import dependency_injector_scoped
 from dependency_injector_scoped import containers, providers
 
-CASES = ("hit", "create", "async-hit", "sync", "async", "thread")
+CASES = ("hit", "create", "async-hit", "sync", "async", "thread", "scaling")
 
-
-class BenchmarkError(Exception):
-    """A contender did not do the work it is timed for."""
-
-
-# --- the objects every contender builds ---------------------------------------------
-
-
-class Session:
-    """Stands in for a database session: created and closed once per request."""
-
-    __slots__ = ("closed", "closed_in")
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.closed_in: int | None = None
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class RepoA:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-
-class RepoB:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-
-class Service:
-    def __init__(self, a: RepoA, b: RepoB) -> None:
-        self.a = a
-        self.b = b
-
-
-class Thing:
-    def __init__(self, a: int, b: int) -> None:
-        self.a = a
-        self.b = b
-
-
-def session_generator():
-    session = Session()
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-async def session_async_generator():
-    session = Session()
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-def thread_noting_session_generator():
-    """``session_generator`` that also notes the thread its finaliser ran in."""
-    session = Session()
-    try:
-        yield session
-    finally:
-        session.close()
-        session.closed_in = threading.get_ident()
-
-
-make_session = contextmanager(session_generator)
-make_async_session = asynccontextmanager(session_async_generator)
-make_thread_noting_session = contextmanager(thread_noting_session_generator)
+#: case -> peer -> why it did not run ("not installed", ...); filled by the cases
+UNAVAILABLE: dict[str, dict[str, str]] = {}
 
 
 # --- what the installed core can do -------------------------------------------------
@@ -214,136 +186,7 @@ def request_container(initializer: Callable[[], Any], *, keywords: bool, **optio
     return Request()
 
 
-class UpstreamRequest(upstream_containers.DeclarativeContainer):
-    session = upstream.ContextLocalResource(session_generator)
-    service = upstream.Factory(
-        Service, upstream.Factory(RepoA, session), upstream.Factory(RepoB, session)
-    )
-
-
-class UpstreamAsyncRequest(upstream_containers.DeclarativeContainer):
-    session = upstream.ContextLocalResource(session_async_generator)
-    service = upstream.Factory(
-        Service, upstream.Factory(RepoA, session), upstream.Factory(RepoB, session)
-    )
-
-
-# --- measurement ------------------------------------------------------------------
-
-
-def per_op_ns(function: Callable[[int], float], loops: int) -> float:
-    """Nanoseconds per operation of ``function(loops)``, which returns elapsed seconds."""
-    return function(loops) / loops * 1e9
-
-
-def sync_loop(body: Callable[[], Any]) -> Callable[[int], float]:
-    def run(loops: int) -> float:
-        started = time.perf_counter()
-        for _ in range(loops):
-            body()
-        return time.perf_counter() - started
-
-    return run
-
-
-def async_loop(loop: asyncio.AbstractEventLoop, body: Callable[[], Any]) -> Callable[[int], float]:
-    async def many(loops: int) -> float:
-        started = time.perf_counter()
-        for _ in range(loops):
-            await body()
-        return time.perf_counter() - started
-
-    def run(loops: int) -> float:
-        return loop.run_until_complete(many(loops))
-
-    return run
-
-
-def measure(
-    contenders: dict[str, Callable[[int], float]], loops: int, rounds: int
-) -> dict[str, float]:
-    """Median ns/op per contender; contenders alternate within every round."""
-    for run in contenders.values():  # warm-up: settles async modes, caches
-        run(max(loops // 10, 100))
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            samples[name].append(per_op_ns(run, loops))
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-async def measure_in_loop(
-    contenders: dict[str, Callable[[int], Awaitable[float]]], loops: int, rounds: int
-) -> dict[str, float]:
-    """``measure`` for contenders that must all run inside one coroutine (one open scope)."""
-    for run in contenders.values():
-        await run(max(loops // 10, 100))
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            samples[name].append(await run(loops) / loops * 1e9)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.new_event_loop()
-
-
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    try:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()
-
-
 # --- correctness checks (once per contender, before timing) ---------------------------
-
-
-def verify_cycles(
-    name: str, first: Any, second: Any, *, closed_in: Callable[[int], Any] | None = None
-) -> None:
-    """Both repositories got one session, it was closed, two cycles got two sessions.
-
-    ``first`` and ``second`` are (service, session closed when the cycle returned).
-    """
-    sessions = []
-    for ordinal, (service, closed_at_end) in (("first", first), ("second", second)):
-        if not isinstance(service, Service):
-            raise BenchmarkError(f"{name}: the {ordinal} cycle gave {service!r}, not a Service")
-        session = service.a.session
-        if not isinstance(session, Session) or service.b.session is not session:
-            raise BenchmarkError(f"{name}: the two repositories got different sessions")
-        if not closed_at_end:
-            raise BenchmarkError(f"{name}: the session was still open when the cycle ended")
-        if closed_in is not None:
-            closed_in(session.closed_in)
-        sessions.append(session)
-    if sessions[0] is sessions[1]:
-        raise BenchmarkError(f"{name}: two cycles got the same session")
-
-
-def check_sync(name: str, cycle: Callable[[], Service]) -> None:
-    runs = []
-    for _ in range(2):
-        service = cycle()
-        runs.append((service, isinstance(service, Service) and service.a.session.closed))
-    verify_cycles(name, *runs)
-
-
-def check_async(
-    loop: asyncio.AbstractEventLoop,
-    name: str,
-    cycle: Callable[[], Awaitable[Service]],
-    *,
-    closed_in: Callable[[int], Any] | None = None,
-) -> None:
-    async def once() -> tuple[Any, bool]:
-        service = await cycle()
-        return service, isinstance(service, Service) and service.a.session.closed
-
-    runs = [loop.run_until_complete(once()) for _ in range(2)]
-    verify_cycles(name, *runs, closed_in=closed_in)
 
 
 def expect_thread(name: str, *, off_loop: bool) -> Callable[[int], None]:
@@ -493,66 +336,11 @@ def case_async_hit(loops: int, rounds: int) -> dict[str, float] | None:
         close_loop(loop)
 
 
-def dishka_sync() -> Callable[[], Service] | None:
-    try:
-        from dishka import Provider, Scope, make_container, provide
-    except ImportError:
-        return None
-
-    class RequestProvider(Provider):
-        @provide(scope=Scope.REQUEST)
-        def session(self) -> Iterator[Session]:
-            yield from session_generator()
-
-        repo_a = provide(RepoA, scope=Scope.REQUEST)
-        repo_b = provide(RepoB, scope=Scope.REQUEST)
-        service = provide(Service, scope=Scope.REQUEST)
-
-    container = make_container(RequestProvider())
-
-    def cycle() -> Service:
-        with container() as request:
-            return request.get(Service)
-
-    return cycle
-
-
-def dishka_async() -> Callable[[], Awaitable[Service]] | None:
-    try:
-        from dishka import Provider, Scope, make_async_container, provide
-    except ImportError:
-        return None
-
-    class RequestProvider(Provider):
-        # An async generator provider, as dishka's documentation writes one; the same
-        # body as ``session_async_generator``.
-        @provide(scope=Scope.REQUEST)
-        async def session(self) -> AsyncIterable[Session]:
-            session = Session()
-            try:
-                yield session
-            finally:
-                session.close()
-
-        repo_a = provide(RepoA, scope=Scope.REQUEST)
-        repo_b = provide(RepoB, scope=Scope.REQUEST)
-        service = provide(Service, scope=Scope.REQUEST)
-
-    container = make_async_container(RequestProvider())
-
-    async def cycle() -> Service:
-        async with container() as request_container:
-            return await request_container.get(Service)
-
-    return cycle
-
-
 def case_request_sync(loops: int, rounds: int) -> dict[str, float]:
     positional = request_container(session_generator, keywords=False)
     keywords = request_container(session_generator, keywords=True)
     service = positional.service
     service_kw = keywords.service
-    upstream_container = UpstreamRequest()
 
     def ours() -> Service:
         with positional.scope():
@@ -570,24 +358,15 @@ def case_request_sync(loops: int, rounds: int) -> dict[str, float]:
         with make_session() as session:
             return Service(a=RepoA(session=session), b=RepoB(session=session))
 
-    def upstream_request() -> Service:
-        result = upstream_container.service()
-        upstream_container.session.shutdown()
-        return result
-
-    def upstream_cycle() -> Service:
-        return contextvars.copy_context().run(upstream_request)
-
-    cycles = {
+    cycles: dict[str, Callable[[], Service]] = {
         "dependency-injector-scoped": ours,
         "hand-written": hand_written,
         "dependency-injector-scoped (keywords)": ours_kw,
         "hand-written (keywords)": hand_written_kw,
-        "upstream ContextLocalResource": upstream_cycle,
     }
-    dishka = dishka_sync()
-    if dishka is not None:
-        cycles["dishka"] = dishka
+    peer_cycles, unavailable = peers.build(peers.SYNC)
+    cycles.update(peer_cycles)
+    UNAVAILABLE["sync"] = unavailable
     for name, cycle in cycles.items():
         check_sync(f"sync request cycle, {name}", cycle)
     return measure({name: sync_loop(cycle) for name, cycle in cycles.items()}, loops, rounds)
@@ -600,7 +379,6 @@ def case_request_async(loops: int, rounds: int) -> tuple[dict[str, float], bool]
     keywords = request_container(session_async_generator, keywords=True)
     service = positional.service
     service_kw = keywords.service
-    upstream_container = UpstreamAsyncRequest()
 
     awaits = loop.run_until_complete(is_async_mode(positional))
     if loop.run_until_complete(is_async_mode(keywords)) != awaits:
@@ -639,25 +417,15 @@ def case_request_async(loops: int, rounds: int) -> tuple[dict[str, float], bool]
         async with make_async_session() as session:
             return Service(a=RepoA(session=session), b=RepoB(session=session))
 
-    async def upstream_request() -> Service:
-        result = await upstream_container.service()
-        await upstream_container.session.shutdown()
-        return result
-
-    def upstream_cycle() -> Awaitable[Service]:
-        # A fresh context per request, as a server gives every request its own task.
-        return contextvars.copy_context().run(loop.create_task, upstream_request())
-
     cycles: dict[str, Callable[[], Awaitable[Service]]] = {
         "dependency-injector-scoped": ours,
         "hand-written": hand_written,
         "dependency-injector-scoped (keywords)": ours_kw,
         "hand-written (keywords)": hand_written_kw,
-        "upstream ContextLocalResource": upstream_cycle,
     }
-    dishka = dishka_async()
-    if dishka is not None:
-        cycles["dishka"] = dishka
+    peer_cycles, unavailable = peers.build(peers.ASYNC)
+    cycles.update(peer_cycles)
+    UNAVAILABLE["async"] = unavailable
     try:
         for name, cycle in cycles.items():
             check_async(loop, f"async request cycle, {name}", cycle)
@@ -749,13 +517,30 @@ def run_cases(cases: list[str], loops: int, rounds: int) -> dict[str, Any]:
         results["async"], awaits = case_request_async(loops, rounds)
     if "thread" in cases:
         results["thread"] = case_thread(max(loops // 5, 100), rounds)
+    if "scaling" in cases:
+        results["scaling"], UNAVAILABLE["scaling"] = scaling.measure_scaling(loops, rounds)
     results["info"] = {
         "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "interpreter": f"{platform.python_implementation()} {platform.python_version()} "
+        f"({', '.join(platform.python_build())}; {platform.python_compiler()})",
+        "executable": sys.executable,
         "machine": platform.machine(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "build": build_kind(),
         "dependency_injector_scoped": dependency_injector_scoped.__version__,
         "dependency_injector": package_version("dependency-injector"),
         "dishka": package_version("dishka"),
+        "peers": {name: peers.version(name) for name in peers.PACKAGES},
+        "versions": {
+            name: package_version(name)
+            for name in dict.fromkeys(["dependency-injector", *peers.PACKAGES.values()])
+        },
+        "unavailable": UNAVAILABLE,
+        "verified": VERIFIED,
         "loops": loops,
         "rounds": rounds,
         "cases": cases,
@@ -783,8 +568,6 @@ def package_version(name: str) -> str | None:
 
 
 def build_kind() -> str:
-    import pathlib
-
     package = pathlib.Path(dependency_injector_scoped.__file__).parent
     names = [path.name for path in package.iterdir() if path.suffix in (".so", ".pyd")]
     if any(name.endswith(".abi3.so") for name in names):
@@ -802,6 +585,9 @@ class Row(NamedTuple):
     ours: str
     baseline: str
     target: float | None = None
+    unit: str = "ns"
+    system: str | None = None  # for the chart: whose request cycle this row measures
+    mode: str | None = None  # "sync" or "async"
 
 
 def rows(info: dict[str, Any]) -> list[Row]:
@@ -823,11 +609,11 @@ def rows(info: dict[str, Any]) -> list[Row]:
         Row(t, "empty `with scope()` / upstream `Factory` call", "create", "empty scope",
             "upstream Factory call", 1.5),
         Row(t, "sync request cycle / hand-written `with make_session()`", "sync",
-            "dependency-injector-scoped", "hand-written", 1.3),
+            "dependency-injector-scoped", "hand-written", 1.3, system=OURS, mode="sync"),
         Row(t, "sync request cycle, keyword injections / hand-written (keywords)", "sync",
             "dependency-injector-scoped (keywords)", "hand-written (keywords)", 1.3),
         Row(t, f"async request cycle ({cycle}) / hand-written `async with`", "async",
-            "dependency-injector-scoped", "hand-written", 1.5),
+            "dependency-injector-scoped", "hand-written", 1.5, system=OURS, mode="async"),
         Row(t, f"async request cycle ({cycle}), keyword injections / hand-written (keywords)",
             "async", "dependency-injector-scoped (keywords)", "hand-written (keywords)", 1.5),
         Row(t, "`await` async `ScopedResource` hit / sync `ScopedFactory` hit", "async_hit",
@@ -850,22 +636,114 @@ def rows(info: dict[str, Any]) -> list[Row]:
             "await trivial coroutine", "ScopedFactory hit"),
         Row("peers", "`await` upstream async `Resource` hit / sync `ScopedFactory` hit",
             "async_hit", "await upstream Resource (async) hit", "ScopedFactory hit"),
-        Row("peers", "sync request cycle: upstream `ContextLocalResource` / hand-written", "sync",
-            "upstream ContextLocalResource", "hand-written"),
-        Row("peers", "sync request cycle: dishka / hand-written", "sync", "dishka",
-            "hand-written"),
-        Row("peers", "async request cycle: upstream `ContextLocalResource` / hand-written",
-            "async", "upstream ContextLocalResource", "hand-written"),
-        Row("peers", "async request cycle: dishka (async-generator provider) / hand-written",
-            "async", "dishka", "hand-written"),
+        *peer_rows(),
+        *scaling_rows(),
     ]  # fmt: skip
 
 
+OURS = "dependency-injector-scoped"
+
+
+def peer_rows() -> list[Row]:
+    found = []
+    for mode, builders in (("sync", peers.SYNC), ("async", peers.ASYNC)):
+        for name in builders:
+            found.append(
+                Row(
+                    "peers",
+                    f"{mode} request cycle: {name} / hand-written",
+                    mode,
+                    name,
+                    "hand-written",
+                    system=name,
+                    mode=mode,
+                )
+            )
+    return found
+
+
+def scaling_rows() -> list[Row]:
+    s = "scaling"
+    found = []
+    for shape in ("flat", "chained"):
+        for size in scaling.SIZES:
+            what = (
+                f"a service on {size} `ScopedFactory`s of one session"
+                if shape == "flat"
+                else f"a chain of {size} `ScopedFactory`s"
+            )
+            found.append(
+                Row(
+                    s,
+                    f"{shape}: {what}, per scope / hand-written",
+                    s,
+                    f"{shape} {size}: ours",
+                    f"{shape} {size}: hand-written",
+                    unit="ns/scope",
+                )
+            )
+    found += [
+        Row(
+            s,
+            "10,000 nested scopes open at once, per scope / hand-written",
+            s,
+            "nested 10,000 open: ours",
+            "nested 10,000 open: hand-written",
+            unit="ns/scope",
+        ),
+        Row(
+            s,
+            "10,000 tasks each holding its scope open on an `Event`, per task / hand-written",
+            s,
+            "tasks 10,000 open: ours",
+            "tasks 10,000 open: hand-written",
+            unit="ns/task",
+        ),
+        Row(
+            s,
+            "memory per open scope with the request graph (10,000 nested) / hand-written",
+            s,
+            "memory, nested: ours",
+            "memory, nested: hand-written",
+            unit="bytes",
+        ),
+        Row(
+            s,
+            "memory per open empty scope (10,000 nested) / hand-written session + graph",
+            s,
+            "memory, nested: empty scope",
+            "memory, nested: hand-written",
+            unit="bytes",
+        ),
+        Row(
+            s,
+            "memory per task holding its scope open (10,000 tasks) / hand-written",
+            s,
+            "memory, tasks: ours",
+            "memory, tasks: hand-written",
+            unit="bytes",
+        ),
+    ]
+    for depth in scaling.DEPTHS[1:]:
+        found.append(
+            Row(
+                s,
+                f"named-scope hit from {depth} nested scopes / from the named scope itself",
+                s,
+                f"named depth {depth}",
+                "named depth 1",
+            )
+        )
+    return found
+
+
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per row: the median ns of each side and the median of the per-process ratios."""
+    """Per row: the median of each side and the median of the per-process ratios."""
     summary = []
-    selected = set(runs[0]["info"]["cases"])
-    for row in rows(runs[0]["info"]):
+    info = runs[0]["info"]
+    selected = set(info["cases"])
+    unavailable = info.get("unavailable", {})
+    for row in rows(info):
         if row.case.replace("_", "-") not in selected:
             continue  # not run at all; "n/a" is kept for what the installed core cannot do
         pairs = [
@@ -873,7 +751,14 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for run in runs
             if row.ours in run.get(row.case, {}) and row.baseline in run.get(row.case, {})
         ]
-        entry: dict[str, Any] = {"table": row.table, "label": row.label, "target": row.target}
+        entry: dict[str, Any] = {
+            "table": row.table,
+            "label": row.label,
+            "target": row.target,
+            "unit": row.unit,
+            "system": row.system,
+            "mode": row.mode,
+        }
         if pairs:
             ratios = [ours / baseline for ours, baseline in pairs]
             entry.update(
@@ -882,54 +767,78 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ratios=ratios,
                 ratio=statistics.median(ratios),
             )
+        else:
+            reason = unavailable.get(row.case, {}).get(row.ours)
+            if reason is not None:
+                entry["reason"] = reason
         summary.append(entry)
     return summary
 
 
-def print_report(runs: list[dict[str, Any]]) -> None:
-    info = runs[0]["info"]
-    many = len(runs) > 1
-    how = f"medians of {len(runs)} per-process ratios" if many else "medians"
-    print(
-        f"Python {info['python']} on {info['machine']}, {info['build']} build, "
-        f"{info['rounds']} rounds x {info['loops']} loops, {how}"
-    )
+TABLES = {
+    "targets": ("case", "ours (ns)", "baseline (ns)"),
+    "thread": ("async cycle, sync generator session", "contender (ns)", "baseline (ns)"),
+    "peers": ("peer / reference", "peer (ns)", "baseline (ns)"),
+    "scaling": ("scaling", "ours", "baseline"),
+}
+
+
+def describe(info: dict[str, Any], runs: int) -> list[str]:
+    """The lines saying where, when and how the figures were measured."""
+    how = f"medians of {runs} per-process ratios" if runs > 1 else "medians"
     features = info["features"]
     new_core = features["eager"] and features["close_in_thread"]
-    print(
+    return [
+        f"Python {info['python']} on {info['machine']}, {info['build']} build, "
+        f"{info['rounds']} rounds x {info['loops']} loops, {how}",
         "core: "
         + ("new (eager=, close_in_thread=)" if new_core else "old (no eager=/close_in_thread=)")
         + (f"; async cycle: {info['async_cycle']}" if info.get("async_cycle") else "")
-        + f"; features: {json.dumps(features)}"
-    )
-    headers = {
-        "targets": ("case", "ours (ns)", "baseline (ns)"),
-        "thread": ("async cycle, sync generator session", "contender (ns)", "baseline (ns)"),
-        "peers": ("peer / reference", "peer (ns)", "baseline (ns)"),
-    }
-    summary = summarise(runs)
-    for table, (first, ours, baseline) in headers.items():
+        + f"; features: {json.dumps(features)}",
+    ]
+
+
+def render_tables(summary: list[dict[str, Any]], runs: int) -> list[str]:
+    """The markdown tables of one interpreter's summary."""
+    many = runs > 1
+    lines: list[str] = []
+    for table, (first, ours, baseline) in TABLES.items():
         entries = [entry for entry in summary if entry["table"] == table]
         if not entries:
             continue
-        print()
+        lines.append("")
         extra = " per process |" if many else ""
         target = " target |" if table == "targets" else ""
-        print(f"| {first} | {ours} | {baseline} | ratio |{extra}{target}")
-        print("|---|---:|---:|---:|" + ("---|" if many else "") + ("---:|" if target else ""))
+        unit = " unit |" if table == "scaling" else ""
+        lines.append(f"| {first} |{unit} {ours} | {baseline} | ratio |{extra}{target}")
+        lines.append(
+            "|---|"
+            + ("---|" if unit else "")
+            + "---:|---:|---:|"
+            + ("---|" if many else "")
+            + ("---:|" if target else "")
+        )
         for entry in entries:
+            cells = [entry.get("unit", "ns")] if unit else []
             if "ratio" in entry:
                 ratio = entry["ratio"]
-                cells = [f"{entry['ours_ns']:.0f}", f"{entry['baseline_ns']:.0f}", f"{ratio:.2f}x"]
+                cells += [f"{entry['ours_ns']:.0f}", f"{entry['baseline_ns']:.0f}", f"{ratio:.2f}x"]
                 if many:
                     cells.append(" / ".join(f"{value:.2f}" for value in entry["ratios"]))
             else:
                 ratio = None
-                cells = ["n/a", "n/a", "n/a"] + (["n/a"] if many else [])
+                missing = entry.get("reason", "n/a")
+                cells += [missing, "n/a", "n/a"] + (["n/a"] if many else [])
             if target:
                 verdict = "" if ratio is None else " ok" if ratio <= entry["target"] else " MISSED"
                 cells.append(f"<= {entry['target']}x{verdict}")
-            print(f"| {entry['label']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def print_report(runs: list[dict[str, Any]]) -> None:
+    for line in describe(runs[0]["info"], len(runs)) + render_tables(summarise(runs), len(runs)):
+        print(line)
 
 
 # --- several processes ------------------------------------------------------------
@@ -966,6 +875,31 @@ def parse_cases(text: str) -> list[str]:
     return [case for case in CASES if case in cases]
 
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def write_results(options: argparse.Namespace, document: dict[str, Any] | None) -> None:
+    """Save this interpreter's document, then rebuild the chart and README from every file."""
+    directory = pathlib.Path(options.output_dir)
+    if document is not None:
+        print(f"wrote {report.save(document, directory)}", file=sys.stderr)
+    documents = report.load_all(directory)
+    if not documents:
+        raise BenchmarkError(f"no results in {directory}")
+    chart = directory / report.CHART
+    why_not = report.draw_chart(documents, chart)
+    if why_not is None:
+        print(f"wrote {chart}", file=sys.stderr)
+    else:
+        print(f"chart skipped: {why_not}", file=sys.stderr)
+    if options.write_readme:
+        readme = pathlib.Path(options.readme)
+        shown = report.relative(chart, readme.parent) if why_not is None else None
+        report.rewrite_readme(readme, report.section(documents, shown, render_tables))
+        names = ", ".join(report.short(document) for document in documents)
+        print(f"rewrote {readme} (Python {names})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -989,6 +923,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="print the tables of a saved --json output instead of measuring",
     )
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="save the results as OUTPUT_DIR/<python>.json and redraw the chart from all saved",
+    )
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="--save, then rewrite the README's section between the bench markers",
+    )
+    parser.add_argument(
+        "--from-results",
+        action="store_true",
+        help="measure nothing: rebuild the chart (and README with --write-readme) from the "
+        "JSON files already in OUTPUT_DIR",
+    )
+    parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
     options = parser.parse_args(argv)
 
     if options.report:
@@ -997,6 +949,9 @@ def main(argv: list[str] | None = None) -> int:
         print_report(document.get("runs", [document]))
         return 0
     try:
+        if options.from_results:
+            write_results(options, None)
+            return 0
         if options.processes > 0:
             runs = run_processes(options)
         else:
@@ -1005,16 +960,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark aborted: {error}", file=sys.stderr)
         return 1
 
+    document = {
+        "info": dict(runs[0]["info"], processes=len(runs)),
+        "summary": summarise(runs),
+        "runs": runs,
+    }
+    if options.save or options.write_readme:
+        try:
+            write_results(options, document)
+        except (BenchmarkError, ValueError) as error:
+            print(f"results not written: {error}", file=sys.stderr)
+            return 1
     if options.json:
-        if options.processes > 0:
-            document = {
-                "info": dict(runs[0]["info"], processes=len(runs)),
-                "summary": summarise(runs),
-                "runs": runs,
-            }
-        else:
-            document = runs[0]
-        print(json.dumps(document, indent=2))
+        print(json.dumps(document if options.processes > 0 else runs[0], indent=2))
         return 0
     print_report(runs)
     return 0
