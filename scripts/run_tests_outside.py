@@ -2,8 +2,9 @@
 
 Usage: ``python scripts/run_tests_outside.py PROJECT_DIR [PYTEST_ARGS...]``
 
-Copies ``PROJECT_DIR/tests`` (with ``examples``, which the example app's
-tests import) and the pytest configuration into a temporary directory,
+Copies ``PROJECT_DIR/tests`` (with ``examples``, ``docs``, ``benchmarks`` and
+``README.md``, which tests import, run or read) and the pytest configuration
+into a temporary directory,
 checks that ``dependency_injector_scoped`` is imported from the environment
 (not from ``PROJECT_DIR/src``), and runs pytest there.  A run
 that collects no test fails: pytest's exit code 5 becomes 1.
@@ -30,10 +31,15 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="dis-tests-") as directory:
         workdir = pathlib.Path(directory)
         shutil.copytree(project / "tests", workdir / "tests")
-        # The example app's tests import ``examples`` from beside ``tests``.
-        if (project / "examples").is_dir():
-            shutil.copytree(project / "examples", workdir / "examples")
-        shutil.copy2(project / "pyproject.toml", workdir / "pyproject.toml")
+        # The example app's tests import ``examples`` from beside ``tests``;
+        # the documentation tests run the README's and the docs' examples; the
+        # benchmarks' smoke run runs ``benchmarks/run.py``.
+        ignored = shutil.ignore_patterns("_build", "results", "__pycache__")
+        for name in ("examples", "docs", "benchmarks"):
+            if (project / name).is_dir():
+                shutil.copytree(project / name, workdir / name, ignore=ignored)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(project / name, workdir / name)
         environment = dict(os.environ)
         environment.pop("PYTHONPATH", None)
         located = subprocess.run(
