@@ -46,6 +46,7 @@ if LINETRACE:
 compiler_directives = {
     "language_level": "3",
     "embedsignature": True,
+    "embedsignature.format": "clinic",
     "binding": False,
     "linetrace": LINETRACE,
 }

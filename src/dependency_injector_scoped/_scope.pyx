@@ -685,7 +685,10 @@ cdef Scope new_scope(object container, object name, object values, Plan plan):
 
 @cython.final
 cdef class Scope:
-    """A scope token: one instance of every scoped provider, finalised on exit.
+    """Scope(container=None, name=None, values=None)
+--
+
+    A scope token: one instance of every scoped provider, finalised on exit.
 
     Get one from ``container.scope(name=None, *, values=None)`` and use it
     once, in one of three ways::

@@ -750,7 +750,10 @@ cdef object _copy_binding(Provider copied, Binding binding):
 
 
 cdef class ScopedFactory(Factory):
-    """Factory that creates one instance per scope.
+    """ScopedFactory(provides=None, *args, scope=None, **kwargs)
+--
+
+    Factory that creates one instance per scope.
 
     The first call inside an open scope creates the instance; every later call
     in that scope, from any task or thread sharing it, returns the same one.
@@ -903,7 +906,10 @@ cdef bint _takes_error(object shutdown) except -1:
 
 
 cdef class ScopedResource(BaseResource):
-    """Resource with one instance per scope, finalised when the scope exits.
+    """ScopedResource(provides=None, *args, scope=None, eager=False, close_in_thread=True, **kwargs)
+--
+
+    Resource with one instance per scope, finalised when the scope exits.
 
     Created at its first resolution in a scope (``eager=True``: when the
     scope opens).  The initializer may be a generator function, an async
@@ -1153,7 +1159,10 @@ cdef bint _is_async_context_manager(object obj) except -1:
 # ScopedValue ---------------------------------------------------------------
 
 cdef class ScopedValue(Provider):
-    """Provides a value given when a scope was opened.
+    """ScopedValue(key=None, *, scope=None)
+--
+
+    Provides a value given when a scope was opened.
 
     ``container.scope(values={"request": request})`` opens a scope holding
     ``request``; ``ScopedValue("request")`` resolved inside it returns that
