@@ -26,8 +26,8 @@ twice and checked (both repositories got the same session, it was closed when
 the cycle ended, two cycles got two sessions); a contender that fails stops the
 run.
 
-The script runs on the old core (before Core v2) and on the new one: what the
-old core cannot do is detected and printed as "n/a".
+The script also runs on earlier builds of this package (before the async contract): what an
+earlier core cannot do is detected and printed as "n/a".
 
 Cases
 -----
@@ -42,7 +42,7 @@ async-hit  ``await container.session()`` for an async-generator
            ``ScopedResource`` whose instance exists in the open ``async with``
            scope, against a sync ``ScopedFactory`` hit in the same scope.
            References: awaiting a trivial coroutine, and upstream's async
-           ``Resource`` once initialised.  New contract only (on the old core
+           ``Resource`` once initialised.  New contract only (on an earlier core
            the call returns the instance, never an awaitable).
 sync       open a scope, resolve ``Service(RepoA(session), RepoB(session))``
            where the session is a generator ``ScopedResource`` and the rest
@@ -58,14 +58,14 @@ sync       open a scope, resolve ``Service(RepoA(session), RepoB(session))``
            ``Closing[Provide[...]]``), FastAPI's ``Depends`` (async only).
 async      the same with an async-generator session: ``async with
            container.scope(): await container.service()`` (new contract;
-           on the old core ``container.service()`` without ``await``, and
+           on an earlier core ``container.service()`` without ``await``, and
            the row says so), against the hand-written ``async with`` twin.
            Each peer's session is an async generator (dishka's registered
            directly with ``provide``), resolved with its own async API.
 thread     the async cycle with a SYNC generator session: its finaliser runs
            in the loop's default executor (``close_in_thread=True``, the new
            default) against the same on the loop thread
-           (``close_in_thread=False``; the old core always closes inline) and
+           (``close_in_thread=False``; an earlier core always closes inline) and
            against the hand-written async cycle.  Hand-written twins: the sync
            session closed inline in the coroutine, and closed through
            ``run_in_executor`` in a copied context.
@@ -137,7 +137,7 @@ UNAVAILABLE: dict[str, dict[str, str]] = {}
 def _resource_option(name: str, value: Any) -> bool:
     """Whether ``ScopedResource`` takes ``name`` as an option.
 
-    The old core accepts any keyword (as an injection into the initialiser), so
+    An earlier core accepts any keyword (as an injection into the initialiser), so
     "no TypeError" proves nothing: the option must not land in ``kwargs`` and
     the provider must report it back.
     """
@@ -278,7 +278,7 @@ def case_async_hit(loops: int, rounds: int) -> dict[str, float] | None:
         async with container.scope():
             result = session()
             if not inspect.isawaitable(result):
-                return None  # the old core: calls inside an async scope return the instance
+                return None  # an earlier core: calls inside an async scope return the instance
             instance = await result
             again = session()
             if not inspect.isawaitable(again) or await again is not instance:
@@ -510,7 +510,7 @@ def run_cases(cases: list[str], loops: int, rounds: int) -> dict[str, Any]:
         if async_hit is not None:
             results["async_hit"] = async_hit
         elif NEW_CORE:
-            raise BenchmarkError("async hit: the new core returned the instance, not an awaitable")
+            raise BenchmarkError("async hit: the current core returned the instance, not an awaitable")
     if "sync" in cases:
         results["sync"] = case_request_sync(loops, rounds)
     if "async" in cases:
@@ -597,7 +597,7 @@ def rows(info: dict[str, Any]) -> list[Row]:
     off_loop = "dependency-injector-scoped, finaliser in a worker thread"
     on_loop = "dependency-injector-scoped, finaliser on the loop"
     on_loop_label = (
-        "`close_in_thread=False`" if features["close_in_thread"] else "old core: always inline"
+        "`close_in_thread=False`" if features["close_in_thread"] else "earlier core: always inline"
     )
     executor = "hand-written, sync session closed via run_in_executor"
     t = "targets"

@@ -656,6 +656,13 @@ def _wake(future):
         future.set_result(None)
 
 
+cdef object _not_current(Scope scope):
+    return ScopeError(
+        f"{scope!r} is not the current scope here: close nested scopes first, in the "
+        "context that opened them; a child task or thread cannot close its parent's scope."
+    )
+
+
 cdef object _eager_async_in_sync(object provider):
     return ScopeError(
         f"{describe(provider)} is asynchronous and cannot be created by a "
@@ -1013,11 +1020,15 @@ cdef class Scope:
             current_scope() is not self
             or (self._context != NULL and dis_current_context() != self._context)
         ):
-            raise ScopeError(
-                f"{self!r} is not the current scope here: close nested scopes first, in "
-                "the context that opened them; a child task or thread cannot close its "
-                "parent's scope."
-            )
+            raise _not_current(self)
+        if detach and self._context == NULL:
+            # No context identity (the limited API): only the context that
+            # opened the scope can reset its token.  Ask before finalising.
+            try:
+                reset_current(self._token)
+            except ValueError:
+                raise _not_current(self) from None
+            self._token = set_current(self)
         self.state = STATE_CLOSING
         closing = _Closing.__new__(_Closing)
         closing.exc = exc
