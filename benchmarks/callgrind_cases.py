@@ -19,32 +19,10 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+from common import RepoA, RepoB, Service, Session
 from dependency_injector import providers as upstream
 
 from dependency_injector_scoped import containers, providers
-
-
-class Session:
-    closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class RepoA:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-
-class RepoB:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-
-class Service:
-    def __init__(self, a: RepoA, b: RepoB) -> None:
-        self.a = a
-        self.b = b
 
 
 async def async_session() -> AsyncIterator[Session]:
