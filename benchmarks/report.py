@@ -6,6 +6,11 @@ in that folder (one per interpreter that ran the script), rewrites the README's
 section between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` and draws
 ``request-cycle.png`` (matplotlib; skipped with a note when it is not installed).
 Nothing in the section is written by hand: it is rebuilt from the files every time.
+
+The end-to-end benchmark (``e2e.py``) saves ``e2e-<implementation>-<major.minor>[-query].json``
+in the same folder; ``e2e_section`` renders every such file into the README's section
+between ``<!-- e2e:start -->`` and ``<!-- e2e:end -->``, which ``e2e.py --write-readme`` and
+``run.py --from-results --write-readme`` rewrite.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ def load_all(directory: pathlib.Path) -> list[dict[str, Any]]:
     """Every saved interpreter's document, oldest Python first."""
     documents = []
     for path in sorted(directory.glob("*.json")):
+        if path.name.startswith(E2E_PREFIX):
+            continue
         document = json.loads(path.read_text())
         if isinstance(document, dict) and "summary" in document and "info" in document:
             documents.append(document)
@@ -181,13 +188,20 @@ def section(
     return "\n".join(lines)
 
 
-def rewrite_readme(readme: pathlib.Path, text: str) -> None:
+def rewrite_readme(
+    readme: pathlib.Path, text: str, start_marker: str = START, end_marker: str = END
+) -> None:
     """Replace what lies between the markers (markers included) with ``text``."""
     content = readme.read_text()
-    start, end = content.find(START), content.find(END)
+    start, end = content.find(start_marker), content.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"{readme} has no {START} ... {END} section to rewrite")
-    readme.write_text(content[:start] + text + content[end + len(END) :])
+        raise ValueError(f"{readme} has no {start_marker} ... {end_marker} section to rewrite")
+    readme.write_text(content[:start] + text + content[end + len(end_marker) :])
+
+
+def has_section(readme: pathlib.Path, start_marker: str, end_marker: str) -> bool:
+    content = readme.read_text()
+    return 0 <= content.find(start_marker) < content.find(end_marker)
 
 
 def draw_chart(documents: list[dict[str, Any]], path: pathlib.Path) -> str | None:
@@ -248,3 +262,163 @@ def draw_chart(documents: list[dict[str, Any]], path: pathlib.Path) -> str | Non
 
 def relative(path: pathlib.Path, start: pathlib.Path) -> str:
     return pathlib.Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+# --- end to end (e2e.py) ----------------------------------------------------------------
+
+E2E_START = "<!-- e2e:start -->"
+E2E_END = "<!-- e2e:end -->"
+E2E_MARKERS = (E2E_START, E2E_END)
+E2E_PREFIX = "e2e-"
+E2E_COMMAND = "python benchmarks/e2e.py --write-readme"
+#: baseline -> the lowest requests/s ratio ours / baseline that meets the target (issue 8)
+E2E_TARGETS = {"fastapi": 1.0, "dishka": 1.0, "middleware": 0.95}
+E2E_NAMES = {
+    "scoped": "dependency-injector-scoped, `Depends(Scoped(...))`",
+    "inject": "dependency-injector-scoped, `@inject` + `Depends(Provide[...])`",
+    "fastapi": "FastAPI `Depends` with a `yield` session",
+    "dishka": "dishka (`setup_dishka`, `FromDishka`, `@inject`)",
+    "middleware": "hand-written session middleware",
+}
+E2E_SHORT = {
+    "scoped": "`Scoped`",
+    "inject": "`@inject` + `Provide`",
+    "fastapi": "FastAPI `Depends`",
+    "dishka": "dishka",
+    "middleware": "hand-written",
+}
+E2E_KINDS = {"async": "`async def`", "sync": "`def`"}
+
+
+def e2e_file_name(setup: dict[str, Any]) -> str:
+    major_minor = ".".join(setup["python"].split(".")[:2])
+    query = "-query" if setup.get("query") else ""
+    return f"{E2E_PREFIX}{setup.get('implementation', 'CPython').lower()}-{major_minor}{query}.json"
+
+
+def save_e2e(document: dict[str, Any], directory: pathlib.Path) -> pathlib.Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / e2e_file_name(document["setup"])
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def load_e2e(directory: pathlib.Path) -> list[dict[str, Any]]:
+    """Every saved end-to-end document, oldest Python first, without a query first."""
+    documents = []
+    for path in sorted(directory.glob(f"{E2E_PREFIX}*.json")):
+        document = json.loads(path.read_text())
+        if isinstance(document, dict) and "setup" in document and "table" in document:
+            documents.append(document)
+
+    def key(document: dict[str, Any]) -> tuple[Any, ...]:
+        setup = document["setup"]
+        numbers = tuple(int(part) for part in re.findall(r"\d+", setup["python"])[:3])
+        return (numbers, bool(setup.get("query")))
+
+    return sorted(documents, key=key)
+
+
+def _rate_cell(rate: dict[str, Any] | None) -> str:
+    if rate is None:
+        return "n/a"
+    return f"{rate['median']:,.0f} ({rate['min']:,.0f} to {rate['max']:,.0f})"
+
+
+def e2e_tables(document: dict[str, Any]) -> list[str]:
+    """The requests/s and ratio tables of one end-to-end document."""
+    setup, table = document["setup"], document["table"]
+    kinds = [kind for kind in E2E_KINDS if any(kind in r for r in table["rates"].values())]
+    lines = [
+        f"Requests/s, median of {setup['rounds']} interleaved rounds (lowest to highest in brackets; "
+        "higher is faster):",
+        "",
+        "| system | " + " | ".join(f"{E2E_KINDS[kind]} endpoint" for kind in kinds) + " |",
+        "|---|" + "---:|" * len(kinds),
+    ]
+    for system, name in E2E_NAMES.items():
+        if system in setup.get("unavailable", {}):
+            cells = [setup["unavailable"][system]] * len(kinds)
+        elif system in table["rates"]:
+            cells = [_rate_cell(table["rates"][system].get(kind)) for kind in kinds]
+        else:
+            continue
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Ours / the others, requests/s ratio (median of the per-round ratios; each round's in "
+        "brackets; bold: target missed):",
+        "",
+        "| ratio | target | " + " | ".join(E2E_KINDS[kind] for kind in kinds) + " |",
+        "|---|---:|" + "---:|" * len(kinds),
+    ]
+    entries = {(e["ours"], e["baseline"], e["kind"]): e for e in table["ratios"]}
+    for ours in ("scoped", "inject"):
+        for baseline, target in E2E_TARGETS.items():
+            cells = []
+            for kind in kinds:
+                entry = entries.get((ours, baseline, kind))
+                if entry is None or "ratio" not in entry:
+                    reason = setup.get("unavailable", {}).get(baseline, "n/a")
+                    cells.append(f"{baseline} {reason}" if reason != "n/a" else "n/a")
+                    continue
+                each = " / ".join(f"{value:.2f}" for value in entry["rounds"])
+                cell = f"{entry['ratio']:.2f}{TIMES} ({each})"
+                cells.append(cell if entry["met"] else f"**{cell}**")
+            label = f"{E2E_SHORT[ours]} / {E2E_SHORT[baseline]}"
+            lines.append(f"| {label} | ≥ {target:.2f}{TIMES} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def e2e_description(setup: dict[str, Any]) -> str:
+    load = setup["load"]
+    if "connections" in load:
+        how = (
+            f"{load['generator']}, {load['threads']} thread, {load['connections']} keep-alive "
+            f"connections, {load['duration_s']} s per run after {load['warmup_s']} s of warm-up"
+        )
+    else:
+        how = (
+            f"{load['generator']}, {load['concurrency']} connections, {load['requests']} "
+            f"requests per run after {load['warmup_requests']} of warm-up"
+        )
+    server = setup["server"]
+    versions = ", ".join(
+        f"{name} {value}" if value else f"{name} not installed"
+        for name, value in setup["versions"].items()
+    )
+    query = (
+        "each request also runs `SELECT 1` on its session"
+        if setup.get("query")
+        else "no query: the session is created, shared by both repositories and closed"
+    )
+    return (
+        f"{setup['interpreter']} on {setup['platform']}, {setup['cores']} cores, "
+        f"{setup['date']}; uvicorn, one worker, no access log, {server['loop']} event loop, "
+        f"{server['http']} HTTP parser; {how}; {setup['pinning']}; {query}. {versions}."
+    )
+
+
+def e2e_section(documents: list[dict[str, Any]]) -> str:
+    """The README's end-to-end section, from every saved end-to-end document."""
+    lines = [
+        E2E_START,
+        f"<!-- generated by `{E2E_COMMAND}` from benchmarks/results/e2e-*.json; do not edit -->",
+        "",
+        "End to end (`benchmarks/e2e.py`): the same FastAPI app over a real uvicorn server on "
+        "127.0.0.1, one system at a time, every system once per round in a rotated order. Each "
+        "serves an `async def` endpoint resolving two repositories on one `AsyncSession` and a "
+        "`def` endpoint resolving two on one `Session` (SQLite), and answers a small JSON "
+        "object; each is checked over HTTP first (both repositories got the same session, two "
+        "requests got two, every session was closed) and after every run (no answer other than "
+        "200, a session opened and closed per request).",
+    ]
+    if not documents:
+        lines += ["", "No end-to-end results saved yet."]
+    for document in documents:
+        setup = document["setup"]
+        title = f"Python {setup['python']}" + (", with a query" if setup.get("query") else "")
+        lines += ["", f"**{title}.** {e2e_description(setup)}", ""]
+        lines += e2e_tables(document)
+    lines += ["", E2E_END]
+    return "\n".join(lines)

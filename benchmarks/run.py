@@ -510,7 +510,9 @@ def run_cases(cases: list[str], loops: int, rounds: int) -> dict[str, Any]:
         if async_hit is not None:
             results["async_hit"] = async_hit
         elif NEW_CORE:
-            raise BenchmarkError("async hit: the current core returned the instance, not an awaitable")
+            raise BenchmarkError(
+                "async hit: the current core returned the instance, not an awaitable"
+            )
     if "sync" in cases:
         results["sync"] = case_request_sync(loops, rounds)
     if "async" in cases:
@@ -898,6 +900,10 @@ def write_results(options: argparse.Namespace, document: dict[str, Any] | None) 
         report.rewrite_readme(readme, report.section(documents, shown, render_tables))
         names = ", ".join(report.short(document) for document in documents)
         print(f"rewrote {readme} (Python {names})", file=sys.stderr)
+        end_to_end = report.load_e2e(directory)
+        if end_to_end and report.has_section(readme, *report.E2E_MARKERS):
+            report.rewrite_readme(readme, report.e2e_section(end_to_end), *report.E2E_MARKERS)
+            print(f"rewrote {readme}'s end-to-end section", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
