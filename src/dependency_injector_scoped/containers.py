@@ -112,7 +112,9 @@ class DeclarativeContainer(_upstream.DeclarativeContainer):
             """Check the scoped graph now."""
 
 
-def scope(container: Any, name: str | None = None, *, values: Mapping[Any, Any] | None = None) -> Scope:
+def scope(
+    container: Any, name: str | None = None, *, values: Mapping[Any, Any] | None = None
+) -> Scope:
     """Return a new, unopened scope of any dependency-injector container.
 
     ``name`` lets providers declared with ``scope="name"`` bind to it;
