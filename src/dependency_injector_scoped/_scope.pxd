@@ -129,6 +129,8 @@ cdef void reset_current(object token) except *
 cdef Creation current_creation()
 cdef Scope new_scope(object container, object name, object values, Plan plan)
 cdef Ready ready(object value)
+
+cdef object next_step(object obj)
 cdef Closer new_closer(object provider, int kind, object obj, object value, bint in_thread)
 cdef bint is_awaitable(object value) except -1
 cdef str describe(object provider)

@@ -179,7 +179,6 @@ cdef object _creating_get = _creating.get
 cdef object _creating_set = _creating.set
 cdef object _creating_reset = _creating.reset
 
-cdef object _END = object()
 
 
 cdef inline object _var_get(object var, object fallback):
@@ -305,6 +304,39 @@ _AbcCoroutine.register(Ready)
 dis_install_ready_iternext(Ready)
 
 
+cdef extern from *:
+    """
+    /* The awaitable of an async iterator's next step, from its type's slot:
+       no ``anext`` wrapper (NULL without an error when there is no slot). */
+    static PyObject *dis_anext_step(PyObject *obj) {
+    #ifdef Py_LIMITED_API
+        unaryfunc anext = (unaryfunc)PyType_GetSlot(Py_TYPE(obj), Py_am_anext);
+    #else
+        unaryfunc anext = Py_TYPE(obj)->tp_as_async != NULL ? Py_TYPE(obj)->tp_as_async->am_anext : NULL;
+    #endif
+        if (anext == NULL) {
+            return NULL;
+        }
+        return anext(obj);
+    }
+    """
+    PyObject* dis_anext_step(object obj) except? NULL
+
+# Looked up once: Cython would look the builtin up at every call.
+cdef object _anext = anext
+cdef object _END = object()
+
+
+cdef object next_step(object obj):
+    """The awaitable of an async iterator's next value; it raises StopAsyncIteration at the end."""
+    cdef PyObject* step = dis_anext_step(obj)
+    if step is NULL:
+        return _anext(obj)
+    result = <object>step
+    Py_DECREF(result)
+    return result
+
+
 cdef Ready ready(object value):
     cdef Ready result = Ready.__new__(Ready)
     result.value = value
@@ -394,7 +426,7 @@ cdef class Closer:
         cdef int kind = self.kind
         if kind == CLOSE_ASYNC_GENERATOR:
             if exc is None:
-                if await anext(self.obj, _END) is _END:
+                if await _anext(self.obj, _END) is _END:
                     return
             else:
                 try:
@@ -1048,7 +1080,17 @@ cdef class Scope:
         cdef list batch
         while self._closers:
             closer = <Closer>self._closers.pop()
-            if closer.kind > 10:
+            if closer.kind == CLOSE_ASYNC_GENERATOR and closing.current is None:
+                # The common case inline (what Closer.aclose does): no coroutine of its own.
+                try:
+                    # anext's default ends the generator without an exception to catch.
+                    if await _anext(closer.obj, _END) is _END:
+                        continue
+                    await closer.obj.aclose()
+                    raise generator_error(closer.provider, True, False)
+                except BaseException as error:
+                    closing.failed(closer.provider, error)
+            elif closer.kind > 10:
                 try:
                     await closer.aclose(closing.current)
                 except BaseException as error:

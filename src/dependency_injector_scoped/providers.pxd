@@ -18,7 +18,6 @@ cdef class Binding:
 cdef class _Call:
     cdef object call
     cdef tuple args
-    cdef list positional
     cdef dict kwargs
     cdef list pending
     cdef Py_ssize_t filled

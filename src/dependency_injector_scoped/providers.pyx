@@ -20,7 +20,7 @@ from dependency_injector.providers import _resolve_string_import
 
 cimport cython
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject, _Py_REFCNT
 from cpython.tuple cimport PyTuple_New, PyTuple_SetItem
 
 from dependency_injector.providers cimport (
@@ -59,6 +59,7 @@ from ._scope cimport (
     generator_error,
     is_awaitable,
     new_closer,
+    next_step,
     ready,
 )
 
@@ -76,21 +77,12 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* The awaitable of an async iterator's next step, from its type's slot:
-       no ``anext`` wrapper (NULL without an error when there is no slot). */
-    static PyObject *dis_anext_step(PyObject *obj) {
-    #ifdef Py_LIMITED_API
-        unaryfunc anext = (unaryfunc)PyType_GetSlot(Py_TYPE(obj), Py_am_anext);
-    #else
-        unaryfunc anext = Py_TYPE(obj)->tp_as_async != NULL ? Py_TYPE(obj)->tp_as_async->am_anext : NULL;
-    #endif
-        if (anext == NULL) {
-            return NULL;
-        }
-        return anext(obj);
+    /* Replace an item of a tuple nobody else holds (steals ``value``). */
+    static int dis_tuple_put(PyObject *tuple, Py_ssize_t index, PyObject *value) {
+        return PyTuple_SetItem(tuple, index, value);
     }
     """
-    PyObject* dis_anext_step(object obj) except? NULL
+    int dis_tuple_put(PyObject* tuple, Py_ssize_t index, PyObject* value) except -1
 
 # dependency-injector's async-mode values.
 cdef int ASYNC_MODE_UNDEFINED = 0
@@ -110,21 +102,6 @@ cdef enum:
 
 cdef tuple _NO_ARGS = ()
 cdef object _END = object()
-# Looked up once: Cython would look the builtin up at every call.
-cdef object _anext = anext
-
-
-cdef object _next_step(object obj):
-    """The awaitable of an async generator's next value (``_END`` once exhausted)."""
-    cdef PyObject* step = dis_anext_step(obj)
-    if step is NULL:
-        return _anext(obj, _END)
-    result = <object>step
-    Py_DECREF(result)
-    return result
-
-
-
 cdef class Binding:
     """What binds a scoped provider to its scopes: the scope name, and what names it."""
 
@@ -343,10 +320,19 @@ cdef object _resolve(
 @cython.final
 @cython.freelist(8)
 cdef class _Deferred:
-    """An asynchronous dependency not created yet: see :func:`_realize`."""
+    """An asynchronous dependency not created yet, then the frame of its creation.
+
+    ``_create_async`` creates a whole graph in one coroutine: when it reaches
+    a deferred dependency nobody is creating, it marks it (``creation``),
+    remembers the call waiting for it (``parent``, whose ``obj`` is that
+    call) and goes on with the dependency's own injections.
+    """
     cdef Provider provider
     cdef Binding binding
     cdef Scope scope
+    cdef Creation creation
+    cdef object obj
+    cdef _Deferred parent
 
 
 cdef inline _Deferred _deferred(Provider provider, Binding binding, Scope scope):
@@ -443,11 +429,16 @@ async def _create_async(
     closed or dropped unstarted holds nothing; once marked, every way out
     settles or abandons the mark.  ``started`` is what a synchronous attempt
     already produced before it found it must await.
+
+    The dependencies it defers are created here too, depth first, each with a
+    mark of its own (a stack of frames, not a coroutine per creation); a
+    dependency that another coroutine or thread is creating is waited for.
     """
     cdef Creation creation
     cdef PyObject* entry
     cdef bint deferred = False
-    cdef bint waits = False
+    cdef _Deferred frame
+    cdef _Deferred dependency
     while True:
         entry = scope.get(provider)
         if entry is NULL:
@@ -463,6 +454,9 @@ async def _create_async(
     except BaseException:
         _close_quietly(started)
         raise
+    frame = _deferred(provider, binding, scope)
+    frame.creation = creation
+    obj = None
     try:
         if started is not None:
             obj = started
@@ -470,61 +464,102 @@ async def _create_async(
             deferred = True
         else:
             obj = _produce(provider, scope, args, kwargs, &deferred)
-        if type(obj) is _Call:
-            # Awaitable injections, awaited one after the other here: no
-            # task, no gather, no coroutine of their own.
-            while True:
+        while True:
+            if type(obj) is _Call:
+                # Awaitable injections, one after the other: no task, no gather.
                 awaitable = (<_Call>obj).next_pending()
-                if awaitable is None:
-                    break
-                try:
+                if awaitable is not None:
                     if type(awaitable) is _Deferred:
-                        dependency = _realize(<_Deferred>awaitable, &waits)
-                        if waits:
-                            waits = False
-                            dependency = await dependency
+                        dependency = <_Deferred>awaitable
+                        entry = dependency.scope.get(dependency.provider)
+                        if entry is not NULL and type(<object>entry) is not Creation:
+                            value = <object>entry
+                            (<_Call>obj).fill(
+                                (<Ready>value).value if type(value) is Ready else value
+                            )
+                            continue
+                        if entry is NULL:
+                            # Its creation becomes the current frame.
+                            _check_member(dependency.provider, dependency.binding, dependency.scope)
+                            dependency.creation = dependency.scope.begin(
+                                dependency.provider, dependency.scope is not current_scope(), True
+                            )
+                            frame.obj = obj
+                            dependency.parent = frame
+                            frame = dependency
+                            obj = None
+                            deferred = False
+                            obj = _produce(
+                                frame.provider, frame.scope, _NO_ARGS, None, &deferred
+                            )
+                            continue
+                        # Another coroutine or thread creates it (or this is a cycle).
+                        value = await _create_async(
+                            dependency.provider, dependency.binding, dependency.scope,
+                            _NO_ARGS, None, None,
+                        )
                     else:
-                        creation.record()
-                        dependency = await awaitable
-                except BaseException:
-                    (<_Call>obj).close_rest()
-                    raise
-                (<_Call>obj).fill(dependency)
-            obj = (<_Call>obj).invoke()
-            deferred = True
-        if not deferred:
-            value = obj
-        elif isinstance(provider, ScopedFactory):
-            if type(obj) is _Await:
-                obj = (<_Await>obj).instance
-            elif is_awaitable(obj):
-                creation.record()
-                obj = await obj
-            if (<ScopedFactory>provider)._attributes_len:
-                creation.record()
-                value = await _set_attributes(<ScopedFactory>provider, scope, obj)
-            else:
+                        frame.creation.record()
+                        value = await awaitable
+                    (<_Call>obj).fill(value)
+                    continue
+                obj = (<_Call>obj).invoke()
+                deferred = True
+            # What the frame's provider produced, to be awaited or entered.
+            if not deferred:
                 value = obj
-        elif (<ScopedResource>provider)._kind == KIND_ASYNC_GENERATOR:
-            # The common case inline: no coroutine of its own.
-            creation.record()
-            try:
-                value = await _next_step(obj)
-            except StopAsyncIteration:
-                value = _END
-            if value is _END:
-                raise generator_error(provider, True, True)
-            closer = new_closer(provider, CLOSE_ASYNC_GENERATOR, obj, None, False)
-            if not scope.add_closer(closer):
-                await _discard(provider, scope, closer)
-        else:
-            creation.record()
-            value = await _enter_async(<ScopedResource>provider, scope, obj)
+            elif isinstance(frame.provider, ScopedFactory):
+                if type(obj) is _Await:
+                    obj = (<_Await>obj).instance
+                elif is_awaitable(obj):
+                    frame.creation.record()
+                    obj = await obj
+                if (<ScopedFactory>frame.provider)._attributes_len:
+                    frame.creation.record()
+                    value = await _set_attributes(<ScopedFactory>frame.provider, frame.scope, obj)
+                else:
+                    value = obj
+            elif (<ScopedResource>frame.provider)._kind == KIND_ASYNC_GENERATOR:
+                # The common case inline: no coroutine of its own.
+                frame.creation.record()
+                try:
+                    value = await next_step(obj)
+                except StopAsyncIteration:
+                    value = _END
+                if value is _END:
+                    raise generator_error(frame.provider, True, True)
+                closer = new_closer(frame.provider, CLOSE_ASYNC_GENERATOR, obj, None, False)
+                if not frame.scope.add_closer(closer):
+                    await _discard(frame.provider, frame.scope, closer)
+            else:
+                frame.creation.record()
+                value = await _enter_async(<ScopedResource>frame.provider, frame.scope, obj)
+            creation = frame.creation
+            frame.creation = None
+            frame.scope.settle(creation, ready(value))
+            if frame.parent is None:
+                return value
+            dependency = frame
+            frame = frame.parent
+            dependency.parent = None
+            obj = frame.obj
+            frame.obj = None
+            (<_Call>obj).fill(value)
     except BaseException as error:
-        scope.abandon(creation, error)
+        if type(obj) is _Call:
+            (<_Call>obj).close_rest()
+        while frame is not None:
+            if frame.obj is not None:
+                (<_Call>frame.obj).close_rest()
+                frame.obj = None
+            if frame.creation is not None:
+                creation = frame.creation
+                frame.creation = None
+                frame.scope.abandon(creation, error)
+            dependency = frame
+            frame = frame.parent
+            dependency.parent = None
         raise
-    scope.settle(creation, ready(value))
-    return value
 
 
 # Injections ------------------------------------------------------------------
@@ -654,11 +689,8 @@ cdef class _Call:
         self.pending.append(slot)
 
     cdef void bind_positional(self, tuple args):
-        for slot in self.pending:
-            if (<_Slot>slot).target is None:
-                if self.positional is None:
-                    self.positional = list(args)
-                (<_Slot>slot).target = self.positional
+        # Positional slots (target None) are filled in place: the tuple is
+        # new, made by _invoke, and only this call holds it until invoke().
         self.args = args
 
     cdef object next_pending(self):
@@ -670,19 +702,29 @@ cdef class _Call:
     cdef void fill(self, object value) except *:
         cdef _Slot slot = <_Slot>self.pending[self.filled]
         self.filled += 1
-        slot.target[slot.key] = value
+        if slot.target is not None:
+            slot.target[slot.key] = value
+            return
+        cdef Py_ssize_t index = slot.key
+        cdef PyObject* items = <PyObject*>self.args
+        if _Py_REFCNT(items) != 1:
+            self.args = tuple(list(self.args))
+            items = <PyObject*>self.args
+        Py_INCREF(value)
+        dis_tuple_put(items, index, <PyObject*>value)
 
     cdef void close_rest(self):
         # The next pending one failed; the ones after it never run.
+        if self.pending is None:
+            return
         for slot in self.pending[self.filled + 1:]:
             _close_quietly((<_Slot>slot).awaitable)
         self.pending = None
 
     cdef object invoke(self):
-        args = tuple(self.positional) if self.positional is not None else self.args
         if self.kwargs:
-            return PyObject_Call(self.call, args, <PyObject*>self.kwargs)
-        return PyObject_Call(self.call, args, NULL)
+            return PyObject_Call(self.call, self.args, <PyObject*>self.kwargs)
+        return PyObject_Call(self.call, self.args, NULL)
 
 
 cdef void _close_quietly(object obj):
@@ -1109,7 +1151,7 @@ async def _enter_async(ScopedResource provider, Scope scope, obj):
     cdef bint deferred = False
     if kind == KIND_ASYNC_GENERATOR:
         try:
-            value = await _next_step(obj)
+            value = await next_step(obj)
         except StopAsyncIteration:
             value = _END
         if value is _END:
