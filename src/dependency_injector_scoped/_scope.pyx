@@ -22,7 +22,6 @@ from asyncio.events import _get_running_loop
 from collections.abc import Coroutine as _AbcCoroutine
 from contextvars import ContextVar, copy_context
 from threading import Condition
-from threading import get_ident as _get_ident
 from types import CoroutineType, FunctionType
 from warnings import warn
 
@@ -178,7 +177,6 @@ cdef object _creating_var = _creating
 cdef object _creating_get = _creating.get
 cdef object _creating_set = _creating.set
 cdef object _creating_reset = _creating.reset
-
 
 
 cdef inline object _var_get(object var, object fallback):

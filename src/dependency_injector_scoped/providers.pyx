@@ -391,7 +391,7 @@ cdef object _create_sync(
     _check_member(provider, binding, scope)
     creation = scope.begin(provider, scope is not current, False)
     try:
-        value = _produce(provider, scope, args, kwargs, &deferred)
+        value = _produce_scoped(provider, scope, args, kwargs, &deferred)
     except BaseException as error:
         scope.abandon(creation, error)
         raise
@@ -414,7 +414,7 @@ cdef object _create_sync(
     return value
 
 
-cdef inline object _produce(Provider provider, Scope scope, tuple args, dict kwargs, bint* deferred):
+cdef inline object _produce_scoped(Provider provider, Scope scope, tuple args, dict kwargs, bint* deferred):
     if isinstance(provider, ScopedFactory):
         return (<ScopedFactory>provider)._produce(scope, scope, args, kwargs, deferred)
     return (<ScopedResource>provider)._produce(scope, scope, args, kwargs, deferred)
@@ -463,7 +463,7 @@ async def _create_async(
             started = None
             deferred = True
         else:
-            obj = _produce(provider, scope, args, kwargs, &deferred)
+            obj = _produce_scoped(provider, scope, args, kwargs, &deferred)
         while True:
             if type(obj) is _Call:
                 # Awaitable injections, one after the other: no task, no gather.
@@ -489,7 +489,7 @@ async def _create_async(
                             frame = dependency
                             obj = None
                             deferred = False
-                            obj = _produce(
+                            obj = _produce_scoped(
                                 frame.provider, frame.scope, _NO_ARGS, None, &deferred
                             )
                             continue
