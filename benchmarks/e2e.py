@@ -9,6 +9,7 @@ the same two routes, an ``async def`` one on an ``AsyncSession`` and a ``def`` o
                              [--load auto|wrk|python] [--requests N] [--concurrency N]
                              [--systems scoped,inject,...] [--kinds async,sync] [--query]
                              [--json] [--save | --write-readme] [--output-dir DIR]
+    python benchmarks/e2e.py --from-results   # rebuild the README's section from saved files
     python benchmarks/e2e.py load HOST PORT PATH CONCURRENCY REQUESTS  # the Python generator
 
 Per round, every system once, the order rotated from round to round (and the two
@@ -174,7 +175,8 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 def wrk_version(wrk: str) -> str:
     done = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
-    return (done.stdout + done.stderr).splitlines()[0].strip()
+    first = (done.stdout + done.stderr).splitlines()[0]
+    return first.split(" Copyright")[0].strip()
 
 
 # --- CPUs ---------------------------------------------------------------------------
@@ -579,7 +581,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output-dir", default=str(HERE / "results"))
     parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument(
+        "--from-results",
+        action="store_true",
+        help="measure nothing: rebuild the README's section from the saved e2e-*.json files",
+    )
     options = parser.parse_args(argv)
+    if options.from_results:
+        directory, readme = pathlib.Path(options.output_dir), pathlib.Path(options.readme)
+        section = report.e2e_section(report.load_e2e(directory))
+        report.rewrite_readme(readme, section, *report.E2E_MARKERS)
+        print(f"rewrote {readme}", file=sys.stderr)
+        return 0
 
     wrk = shutil.which("wrk")
     if options.load == "auto":

@@ -373,8 +373,9 @@ def e2e_tables(document: dict[str, Any]) -> list[str]:
 def e2e_description(setup: dict[str, Any]) -> str:
     load = setup["load"]
     if "connections" in load:
+        generator = load["generator"].split(" Copyright")[0]
         how = (
-            f"{load['generator']}, {load['threads']} thread, {load['connections']} keep-alive "
+            f"{generator}, {load['threads']} thread, {load['connections']} keep-alive "
             f"connections, {load['duration_s']} s per run after {load['warmup_s']} s of warm-up"
         )
     else:
@@ -411,7 +412,9 @@ def e2e_section(documents: list[dict[str, Any]]) -> str:
         "`def` endpoint resolving two on one `Session` (SQLite), and answers a small JSON "
         "object; each is checked over HTTP first (both repositories got the same session, two "
         "requests got two, every session was closed) and after every run (no answer other than "
-        "200, a session opened and closed per request).",
+        "200, a session opened and closed per request). Run it with "
+        f"`{E2E_COMMAND}` (`--query`: each request also runs `SELECT 1`; "
+        "`--load python` without `wrk`).",
     ]
     if not documents:
         lines += ["", "No end-to-end results saved yet."]
