@@ -111,6 +111,7 @@ cdef class Scope:
     cdef Scope bound(self, object name)
     cdef Plan plan(self)
     cdef Creation begin(self, object provider, bint rebind, bint asynchronous)
+    cdef Creation begin_inner(self, object provider, bint rebind, Creation outer)
     cdef void settle(self, Creation creation, object value) except *
     cdef void abandon(self, Creation creation, object error) except *
     cdef bint add_closer(self, Closer closer) except -1

@@ -923,6 +923,36 @@ cdef class Scope:
             creation._scope_token = set_current(self)
         return creation
 
+    cdef Creation begin_inner(self, object provider, bint rebind, Creation outer):
+        """:meth:`begin` for a creation made by the coroutine creating ``outer``.
+
+        The coroutine creates a graph depth first, so ``outer`` is its task's
+        innermost creation and the new one nests in it: same thread, same task.
+        """
+        if outer.task is None or outer.finished:
+            return self.begin(provider, rebind, True)
+        if self.state != STATE_OPEN:
+            raise self.closed_error(provider)
+        cdef Creation creation = Creation.__new__(Creation)
+        creation.provider = provider
+        creation.scope = self
+        creation.outer = outer
+        creation.thread = outer.thread
+        creation.depth = outer.depth + 1
+        if creation.depth > Py_GetRecursionLimit():
+            raise RecursionError(
+                f"maximum recursion depth exceeded while creating {describe(provider)}"
+            )
+        # Not recorded as the task's innermost: what looks it up (a coroutine
+        # or a synchronous creation started from this frame's initializer)
+        # nests in ``outer``'s chain all the same.
+        creation.task = outer.task
+        PyDict_SetItem(self._instances, provider, creation)
+        self._pending += 1
+        if rebind:
+            creation._scope_token = set_current(self)
+        return creation
+
     cdef void settle(self, Creation creation, object value) except *:
         """Store the created instance in place of its mark."""
         creation.release()

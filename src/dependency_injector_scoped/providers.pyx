@@ -481,8 +481,9 @@ async def _create_async(
                         if entry is NULL:
                             # Its creation becomes the current frame.
                             _check_member(dependency.provider, dependency.binding, dependency.scope)
-                            dependency.creation = dependency.scope.begin(
-                                dependency.provider, dependency.scope is not current_scope(), True
+                            # The frame's scope is current (its creation made it so).
+                            dependency.creation = dependency.scope.begin_inner(
+                                dependency.provider, dependency.scope is not frame.scope, frame.creation
                             )
                             frame.obj = obj
                             dependency.parent = frame
