@@ -20,9 +20,9 @@ TOOLS_VENV ?= .venv-tools
 TOOLS_BIN := $(TOOLS_VENV)/bin
 TOOLS_PYTHON := $(TOOLS_BIN)/python
 COVERAGE_VENV ?= .venv-cov
-# The lowest accepted coverage of the .pyx files alone; the floor of the whole
-# is `fail_under` under [tool.coverage.report] in pyproject.toml.
-COVERAGE_PYX_FLOOR ?= 0
+# The lowest accepted coverage of the .pyx files alone (the suite reached 87.0%);
+# the floor of the whole is `fail_under` under [tool.coverage.report] in pyproject.toml.
+COVERAGE_PYX_FLOOR ?= 84
 # Extra pytest arguments for `make test`, e.g. PYTEST_ARGS="-m postgres".
 PYTEST_ARGS ?=
 

@@ -76,7 +76,6 @@ if [[ $code -ne 0 ]]; then
     echo "the test suite failed under coverage (exit $code)" >&2
     exit "$code"
 fi
-"$PYTHON" -m coverage combine -q
 
 step "coverage report"
 "$PYTHON" -m coverage html -q -d "$OUT/html" --fail-under=0
