@@ -55,17 +55,21 @@ wheel: venv
 	$(BIN)/python -m pip wheel -q --no-deps --wheel-dir $(WHEEL_DIR) .
 	@touch $(WHEEL_STAMP)
 
-install: wheel
+define install_wheel
 	@echo "== installing the wheel and the test requirements into $(VENV)"
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps $(WHEEL_DIR)/*.whl
 	$(BIN)/python -m pip install -q $(WHEEL_DIR)/*.whl -r requirements/test.txt
 	@touch $(INSTALL_STAMP)
+endef
+
+install: wheel
+	$(install_wheel)
 
 $(WHEEL_STAMP): $(PACKAGE_SOURCES)
 	@$(MAKE) --no-print-directory wheel
 
-$(INSTALL_STAMP): $(WHEEL_STAMP) requirements/test.txt
-	@$(MAKE) --no-print-directory install
+$(INSTALL_STAMP): $(WHEEL_STAMP) requirements/test.txt | venv
+	$(install_wheel)
 
 demo: wheel
 	@echo "== installing the wheel and what the demo needs into $(VENV)"
