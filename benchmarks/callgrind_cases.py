@@ -10,6 +10,8 @@ hit), ``shit`` (a ``ScopedFactory`` hit).
 Async: ``acycle`` (``async with container.scope(): await container.service()``), ``ahand``
 (the hand-written ``async with``), ``ahit`` (``await`` of an existing async instance),
 ``aempty`` (an empty ``async with`` scope), ``hit`` (a sync hit inside ``async with``).
+
+dishka, set up as ``peers.py`` does: ``dcycle`` (sync) and ``adcycle`` (async).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+import peers
 from common import RepoA, RepoB, Service, Session
 from dependency_injector import providers as upstream
 
@@ -113,6 +116,11 @@ def sync_cases() -> dict[str, Callable[[int], None]]:
         for _ in range(n):
             SINGLETON()
 
+    def dcycle(n: int) -> None:
+        cycle = peers.dishka_sync()
+        for _ in range(n):
+            cycle()
+
     def shit(n: int) -> None:
         with KEYWORDS.scope():
             KEYWORDS.thing()
@@ -121,7 +129,18 @@ def sync_cases() -> dict[str, Callable[[int], None]]:
 
     return {
         function.__name__: function
-        for function in (cycle, hand, pcycle, phand, create, empty, factory, singleton, shit)
+        for function in (
+            cycle,
+            hand,
+            pcycle,
+            phand,
+            create,
+            empty,
+            factory,
+            singleton,
+            shit,
+            dcycle,
+        )
     }
 
 
@@ -144,6 +163,10 @@ async def run_async(case: str, n: int) -> None:
             ASYNC.thing()
             for _ in range(n):
                 ASYNC.thing()
+    elif case == "adcycle":
+        cycle = peers.dishka_async()
+        for _ in range(n):
+            await cycle()
     elif case == "aempty":
         for _ in range(n):
             async with ASYNC.scope():
