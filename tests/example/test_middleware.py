@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -27,9 +28,13 @@ ASGI_TIMEOUT = 10
 
 
 def recording_container(
-    log: list[Any], *, fail_commit: bool = False
+    log: list[Any], *, fail_commit: bool = False, waits: bool = False
 ) -> containers.DynamicContainer:
-    """A container whose one scoped resource logs when it is created and how its scope ended."""
+    """A container whose one scoped resource logs when it is created and how its scope ended.
+
+    With ``waits``, its finaliser waits (yields to the event loop) before it
+    commits or fails, as a session talking to its database does.
+    """
 
     async def open_resource() -> AsyncIterator[str]:
         log.append("open")
@@ -38,6 +43,9 @@ def recording_container(
         except BaseException as error:
             log.append(("rollback", error))
             raise
+        if waits:
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
         if fail_commit:
             raise RuntimeError("commit failed")
         log.append("commit")
@@ -298,6 +306,67 @@ async def test_failed_commit_withholds_the_last_byte_of_a_content_length_body(
     with pytest.raises(errors.FinalizerError):
         await serve(app, log, "/ok")
     assert log == ["open", ("start", 200), ("body", b"o", True)]
+
+
+# Finalisers that wait ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fail_commit", [False, True], ids=["commits", "fails"])
+async def test_finaliser_that_waits_ends_before_the_response(
+    log: list[Any], fail_commit: bool
+) -> None:
+    """A finaliser that yields to the loop commits before the held 200, or fails into a 500."""
+    app = build_app(recording_container(log, fail_commit=fail_commit, waits=True), log)
+    if fail_commit:
+        with pytest.raises(errors.FinalizerError):
+            await serve(app, log, "/ok")
+        assert log == ["open", ("start", 500), ("body", b"Internal Server Error", False)]
+    else:
+        await serve(app, log, "/ok")
+        assert log == ["open", "commit", ("start", 200), ("body", b"ok", False)]
+
+
+async def test_cancelling_the_app_does_not_interrupt_a_waiting_finaliser(log: list[Any]) -> None:
+    """An anyio cancel scope around the app, cancelled while the commit waits, leaves the commit to finish."""
+    finalising = anyio.Event()
+
+    async def open_resource() -> AsyncIterator[str]:
+        yield "resource"
+        finalising.set()
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        log.append("commit")
+
+    container = containers.DynamicContainer()
+    container.resource = providers.ScopedResource(open_resource)
+
+    async def ok(request: Request) -> Response:
+        await container.resource()
+        return PlainTextResponse("ok")
+
+    def cancelled_while_finalising(app: ASGIApp) -> ASGIApp:
+        async def cancelling(scope: Scope, receive: Receive, send: Send) -> None:
+            async with anyio.create_task_group() as group:
+
+                async def cancel_once_finalising() -> None:
+                    await finalising.wait()
+                    log.append("cancel")
+                    group.cancel_scope.cancel()
+
+                group.start_soon(cancel_once_finalising)
+                await app(scope, receive, send)
+
+        return cancelling
+
+    app = Starlette(
+        routes=[Route("/ok", ok)],
+        middleware=[
+            Middleware(ScopeMiddleware, container=container),
+            Middleware(cancelled_while_finalising),
+        ],
+    )
+    await serve(app, log, "/ok")
+    assert log == ["cancel", "commit", ("start", 200), ("body", b"ok", False)]
 
 
 # Background tasks ---------------------------------------------------------------

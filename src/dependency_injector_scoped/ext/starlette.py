@@ -91,7 +91,8 @@ WebSockets
 from __future__ import annotations
 
 import traceback
-from collections.abc import Hashable
+import types
+from collections.abc import Generator, Hashable
 from typing import Any
 
 import anyio
@@ -324,5 +325,35 @@ async def _close(di_scope: DIScope, error: BaseException | None) -> None:
     # Finalisers run to the end even when the request is being cancelled: a
     # session must still roll back and return its connection.  The closed
     # scope stays current, so background tasks get ScopeClosedError.
+    steps = di_scope._close_in_place(error).__await__()
+    try:
+        # Up to the first wait.  Nothing can cancel the task before it waits,
+        # so a close that never waits (sync finalisers run inline, an async
+        # session without a connection) needs no shield, which costs more
+        # than such a close.
+        waiting_for = steps.send(None)
+    except StopIteration:
+        return
     with anyio.CancelScope(shield=True):
-        await di_scope._close_in_place(error)
+        await _resume(steps, waiting_for)
+
+
+@types.coroutine
+def _resume(steps: Generator[Any, Any, Any], waiting_for: Any) -> Generator[Any, Any, None]:
+    """Await the rest of an awaitable already run up to ``waiting_for`` (``yield from``, resumed)."""
+    while True:
+        try:
+            sent = yield waiting_for
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as error:
+            try:
+                waiting_for = steps.throw(error)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting_for = steps.send(sent)
+            except StopIteration:
+                return
