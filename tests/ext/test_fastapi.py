@@ -34,6 +34,9 @@ from .fastapi_support import asgi_client, http_client, serving  # noqa: E402
 
 Journal = list[tuple[str, int]]
 
+#: set by the numbered_round_trips fixture while a worker thread runs
+current_round_trip = threading.local()
+
 
 class Base(DeclarativeBase):
     """Declarative base of the items table."""
@@ -82,6 +85,7 @@ class Items:
     def __init__(self, session: Any) -> None:
         self.session = session
         self.thread = threading.get_ident()
+        self.round_trip = getattr(current_round_trip, "number", None)
 
     def add(self, *names: str) -> None:
         self.session.add_all([Item(name=name) for name in names])
@@ -171,6 +175,7 @@ def sync_app(engine: Engine, journal: Journal) -> tuple[FastAPI, Any]:
             "shared": items.session is audit.session,
             "endpoint_thread": threading.get_ident(),
             "repository_threads": [items.thread, audit.thread],
+            "repository_round_trips": [items.round_trip, audit.round_trip],
         }
 
     @app.post("/items/reject")
@@ -403,6 +408,162 @@ async def test_without_middleware_the_error_names_the_provider_and_the_remedy(
     assert "ScopedFactory" in message
     assert "Items" in message
     assert "add_middleware(ScopeMiddleware" in message
+
+
+# A def endpoint's sync dependencies in one round trip --------------------------------------
+
+
+@pytest.fixture
+def numbered_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Number anyio's worker-thread round trips (FastAPI's and Scoped's): the nth sets current_round_trip.number = n."""
+    import itertools
+
+    import anyio.to_thread
+
+    numbers = itertools.count(1)
+    run_sync = anyio.to_thread.run_sync
+
+    async def numbered(function: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        number = next(numbers)
+
+        def run() -> Any:
+            current_round_trip.number = number
+            try:
+                return function(*args)
+            finally:
+                current_round_trip.number = None
+
+        return await run_sync(run, **options)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", numbered)
+
+
+class Service:
+    """A service on two repositories."""
+
+    def __init__(self, items: Items, audit: Audit) -> None:
+        self.items = items
+        self.audit = audit
+
+
+async def test_def_endpoint_creates_its_sync_dependencies_in_one_round_trip(
+    sync_engine: Engine, numbered_round_trips: None
+) -> None:
+    """A def endpoint's two repositories (and their session) are created in one worker-thread round trip."""
+    journal: Journal = []
+    app, _ = sync_app(sync_engine, journal)
+    async with asgi_client(app) as client:
+        for round_number in range(2):
+            response = await client.post("/items", json=[f"item {round_number}"])
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["shared"] is True
+            first, second = body["repository_round_trips"]
+            assert first == second is not None
+    assert [event for event, _ in journal] == ["create", "commit"] * 2
+    assert stored_names(sync_engine) == ["item 0", "item 1"]
+
+
+async def test_scoped_dependencies_of_a_def_endpoints_own_dependency_join_the_round_trip(
+    sync_engine: Engine, numbered_round_trips: None
+) -> None:
+    """The Scoped dependencies of a sync dependency and of the endpoint are created together, on one session."""
+    journal: Journal = []
+    container = SyncContainer(engine=sync_engine, journal=journal)
+    app = FastAPI()
+
+    def get_service(items: SyncItems, audit: SyncAudit) -> Service:
+        return Service(items, audit)
+
+    @app.post("/items")
+    def add_items(
+        names: list[str],
+        service: Annotated[Service, Depends(get_service)],
+        session: Annotated[Session, Depends(Scoped(SyncContainer.session))],
+    ) -> dict[str, Any]:
+        service.items.add(*names)
+        return {
+            "shared": service.items.session is service.audit.session is session,
+            "round_trips": [service.items.round_trip, service.audit.round_trip],
+        }
+
+    app.add_middleware(ScopeMiddleware, container=container)
+    async with asgi_client(app) as client:
+        response = await client.post("/items", json=["nested"])
+    body = response.json()
+    assert body["shared"] is True
+    first, second = body["round_trips"]
+    assert first == second is not None
+    assert [event for event, _ in journal] == ["create", "commit"]
+    assert stored_names(sync_engine) == ["nested"]
+
+
+async def test_an_overridden_dependency_of_a_def_endpoint_is_never_created(
+    sync_engine: Engine,
+) -> None:
+    """With one of a def endpoint's two Scoped dependencies overridden, only the other is created."""
+    journal: Journal = []
+    app, container = sync_app(sync_engine, journal)
+    created: list[Any] = []
+
+    def real_audit(session: Session) -> Audit:
+        created.append(session)
+        return Audit(session)
+
+    class FakeAudit(Audit):
+        """Stands in for the audit repository."""
+
+    app.dependency_overrides[Scoped(SyncContainer.audit)] = lambda: FakeAudit(None)
+    with container.audit.override(providers.ScopedFactory(real_audit, container.session)):
+        async with asgi_client(app) as client:
+            response = await client.post("/items", json=["kept"])
+    assert response.status_code == 200, response.text
+    assert response.json()["shared"] is False  # the fake has no session
+    assert created == []
+    assert [event for event, _ in journal] == ["create", "commit"]
+    assert stored_names(sync_engine) == ["kept"]
+
+
+async def test_def_endpoint_with_an_async_and_a_sync_dependency(
+    sync_engine: Engine, async_engine: AsyncEngine
+) -> None:
+    """In a def endpoint, a sync repository is created off the loop and the async one after it awaited on it."""
+    journal: Journal = []
+
+    class Mixed(containers.DeclarativeContainer):
+        """A sync and an async session, each with a repository."""
+
+        sync_engine = providers.Dependency(instance_of=Engine)
+        async_engine = providers.Dependency(instance_of=AsyncEngine)
+        journal = providers.Dependency(instance_of=list)
+        sync_session = providers.ScopedResource(open_sync_session, sync_engine, journal)
+        async_session = providers.ScopedResource(open_async_session, async_engine, journal)
+        items = providers.ScopedFactory(Items, sync_session)
+        audit = providers.ScopedFactory(Audit, async_session)
+
+    container = Mixed(sync_engine=sync_engine, async_engine=async_engine, journal=journal)
+    app = FastAPI()
+
+    @app.post("/items")
+    def add_items(
+        names: list[str],
+        items: Annotated[Items, Depends(Scoped(Mixed.items))],
+        audit: Annotated[Audit, Depends(Scoped(Mixed.audit))],
+    ) -> dict[str, Any]:
+        items.add(*names)
+        return {"sync": isinstance(items.session, Session), "thread": items.thread}
+
+    app.add_middleware(ScopeMiddleware, container=container)
+    async with asgi_client(app) as client:
+        response = await client.post("/items", json=["mixed"])
+    assert response.status_code == 200, response.text
+    assert response.json() == {"sync": True, "thread": response.json()["thread"]}
+    assert response.json()["thread"] != threading.get_ident()
+    creates = [thread for event, thread in journal if event == "create"]
+    assert sorted(event for event, _ in journal) == ["commit", "commit", "create", "create"]
+    # The sync session in a worker thread, then the async one on the loop's thread.
+    assert creates[0] != threading.get_ident() == creates[1]
+    assert stored_names(sync_engine) == ["mixed"]
 
 
 # @inject + Depends(Provide[...]) ------------------------------------------------------------
