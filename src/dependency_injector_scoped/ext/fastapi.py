@@ -53,11 +53,13 @@ Where it runs (the thread-pool hop)
       ``Scoped`` dependency its parameters declare after it (those of its
       other dependencies' parameters too), in the order FastAPI resolves
       them; the next ones find their instances in the scope and return them
-      without a thread.  While ``app.dependency_overrides`` holds anything,
-      each is created when FastAPI asks for it instead, so an overridden one
-      is never created.  Finalisation never runs on the loop's thread either:
-      the middleware closes the scope asynchronously, so sync finalisers (the
-      commit) run in a worker thread.
+      without a thread.  (If a dependency FastAPI resolves in between raises,
+      those created ahead are finalised with the scope, as the rest are.)
+      While ``app.dependency_overrides`` holds anything, each is created
+      when FastAPI asks for it instead, so an overridden one is never
+      created.  Finalisation never runs on the loop's thread either: the
+      middleware closes the scope asynchronously, so sync finalisers (the
+      commit) run in a worker thread, one more round trip.
 
     Where the endpoint runs and which ``Scoped`` dependencies it declares are
     found once per endpoint.
