@@ -39,8 +39,8 @@ cdef class _Closing:
     cdef list errors
     cdef bint detach
 
-    cdef void run(self, Closer closer)
-    cdef void failed(self, object provider, object error)
+    cdef int run(self, Closer closer) except -1
+    cdef int failed(self, object provider, object error) except -1
 
 
 cdef class Ready:
@@ -64,7 +64,7 @@ cdef class Closer:
     cdef int kind
     cdef bint in_thread
 
-    cdef void close(self, object exc) except *
+    cdef int close(self, object exc) except -1
     cdef object discard(self, object error)
 
 
@@ -84,10 +84,10 @@ cdef class Creation:
     cdef object _creating_token
     cdef object _scope_token
 
-    cdef void release(self) except *
-    cdef void record(self) except *
-    cdef void finish(self, object error, bint retry) except *
-    cdef void wait(self) except *
+    cdef int release(self) except -1
+    cdef int record(self) except -1
+    cdef int finish(self, object error, bint retry) except -1
+    cdef int wait(self) except -1
     cdef object _cycle(self, object waiter)
 
 
@@ -106,27 +106,27 @@ cdef class Scope:
     cdef void* _context
     cdef object __weakref__
 
-    cdef PyObject* get(self, object provider)
+    cdef PyObject* get(self, object provider) noexcept
     cdef PyObject* value_of(self, object key)
     cdef Scope bound(self, object name)
     cdef Plan plan(self)
     cdef Creation begin(self, object provider, bint rebind, bint asynchronous)
     cdef Creation begin_inner(self, object provider, bint rebind, Creation outer)
-    cdef void settle(self, Creation creation, object value) except *
-    cdef void abandon(self, Creation creation, object error) except *
+    cdef int settle(self, Creation creation, object value) except -1
+    cdef int abandon(self, Creation creation, object error) except -1
     cdef bint add_closer(self, Closer closer) except -1
     cdef object closed_error(self, object provider)
 
-    cdef void _open(self, int mode) except *
+    cdef int _open(self, int mode) except -1
     cdef object _open_eager(self)
     cdef object _close(self, object exc, bint asynchronous, bint detach)
-    cdef void _finish(self, _Closing closing) except *
-    cdef void _detach(self) except *
+    cdef int _finish(self, _Closing closing) except -1
+    cdef int _detach(self) except -1
 
 
 cdef object current_scope()
 cdef object set_current(object scope)
-cdef void reset_current(object token) except *
+cdef int reset_current(object token) except -1
 cdef Creation current_creation()
 cdef Scope new_scope(object container, object name, object values, Plan plan)
 cdef Ready ready(object value)

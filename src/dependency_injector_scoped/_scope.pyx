@@ -139,6 +139,10 @@ cdef extern from *:
     int DIS_ContextVar_Reset(object var, object token) except -1
     bint DIS_HAS_AM_AWAIT(object obj)
     PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+    # The same lookup, unchecked: NULL is a miss, and a miss is checked for
+    # an error once, where a creation begins (see _lookup_failed).
+    PyObject* _table_lookup "PyDict_GetItemWithError"(object d, object key) noexcept
+    PyObject* PyErr_Occurred() noexcept
     PyObject* PyIter_Next(object iterator) except? NULL
     int Py_GetRecursionLimit()
     int Py_EnterRecursiveCall(const char* where) except -1
@@ -195,7 +199,7 @@ cdef inline object _var_set(object var, object fallback, object value):
     return fallback(value)
 
 
-cdef inline void _var_reset(object var, object fallback, object token) except *:
+cdef inline int _var_reset(object var, object fallback, object token) except -1:
     if DIS_CONTEXTVAR_API:
         DIS_ContextVar_Reset(var, token)
     else:
@@ -210,7 +214,12 @@ cdef object set_current(object scope):
     return _var_set(_current_var, _current_set, scope)
 
 
-cdef void reset_current(object token) except *:
+cdef inline int _lookup_failed() except -1:
+    """-1 (raising it) if the unchecked table lookup before a creation raised."""
+    return -1 if PyErr_Occurred() is not NULL else 0
+
+
+cdef int reset_current(object token) except -1:
     _var_reset(_current_var, _current_reset, token)
 
 
@@ -386,7 +395,7 @@ cdef class Plan:
 cdef class Closer:
     """Finalises one resource with the exception that ends its scope (or ``None``)."""
 
-    cdef void close(self, object exc) except *:
+    cdef int close(self, object exc) except -1:
         """Run a synchronous finaliser."""
         cdef PyObject* extra
         cdef int kind = self.kind
@@ -395,13 +404,13 @@ cdef class Closer:
                 # PyIter_Next reports exhaustion without raising StopIteration.
                 extra = PyIter_Next(self.obj)
                 if extra is NULL:
-                    return
+                    return 0
                 Py_DECREF(<object>extra)
             else:
                 try:
                     self.obj.throw(exc)
                 except StopIteration:
-                    return
+                    return 0
             self.obj.close()
             raise generator_error(self.provider, False, False)
         elif kind == CLOSE_CONTEXT_MANAGER:
@@ -491,15 +500,15 @@ cdef class _Closing:
     error to the finalisers that run after it.
     """
 
-    cdef void run(self, Closer closer):
+    cdef int run(self, Closer closer) except -1:
         try:
             closer.close(self.current)
         except BaseException as error:
             self.failed(closer.provider, error)
 
-    cdef void failed(self, object provider, object error):
+    cdef int failed(self, object provider, object error) except -1:
         if error is self.current:
-            return  # the finaliser re-raised what it was given
+            return 0  # the finaliser re-raised what it was given
         if self.current is not None and error.__context__ is None:
             error.__context__ = self.current
         if self.errors is None:
@@ -538,7 +547,7 @@ cdef class Creation:
     on every path out of the creation.
     """
 
-    cdef void release(self) except *:
+    cdef int release(self) except -1:
         """Restore what the creation changed (its owner only, once)."""
         global _sync_top
         cdef PyObject* entry
@@ -568,7 +577,7 @@ cdef class Creation:
                 _sync_top = self._previous
             self._previous = None
 
-    cdef void record(self) except *:
+    cdef int record(self) except -1:
         """Record the creation in the context before its initializer's code is awaited.
 
         A child task started by that code inherits the record, so resolving
@@ -577,10 +586,10 @@ cdef class Creation:
         if self._creating_token is None and not self.finished:
             self._creating_token = _var_set(_creating_var, _creating_set, self)
 
-    cdef void finish(self, object error, bint retry) except *:
+    cdef int finish(self, object error, bint retry) except -1:
         """Wake everything that waits for this creation."""
         if self.finished:
-            return
+            return 0
         self.finished = True
         self.error = error
         self.retry = retry
@@ -621,7 +630,7 @@ cdef class Creation:
             hops += 1
         return None
 
-    cdef void wait(self) except *:
+    cdef int wait(self) except -1:
         """Block this thread until the creation finishes (another thread's creation)."""
         global _blocked
         cdef unsigned long thread = PyThread_get_thread_ident()
@@ -847,9 +856,13 @@ cdef class Scope:
 
     # The table, for the providers -------------------------------------------
 
-    cdef PyObject* get(self, object provider):
-        """The entry of ``provider`` (instance, ``Ready`` or ``Creation``), or NULL."""
-        return PyDict_GetItemWithError(self._instances, provider)
+    cdef PyObject* get(self, object provider) noexcept:
+        """The entry of ``provider`` (instance, ``Ready`` or ``Creation``), or NULL.
+
+        Unchecked: a lookup that raised (a key whose ``__eq__`` raises) also
+        gives NULL, and :meth:`begin` raises that error before creating.
+        """
+        return _table_lookup(self._instances, provider)
 
     cdef PyObject* value_of(self, object key):
         """The value given for ``key`` when the scope opened, or NULL."""
@@ -878,6 +891,7 @@ cdef class Scope:
         cdef Creation outer
         cdef Creation creation
         cdef PyObject* entry
+        _lookup_failed()
         if self.state != STATE_OPEN:
             raise self.closed_error(provider)
         global _sync_top
@@ -931,6 +945,7 @@ cdef class Scope:
         """
         if outer.task is None or outer.finished:
             return self.begin(provider, rebind, True)
+        _lookup_failed()
         if self.state != STATE_OPEN:
             raise self.closed_error(provider)
         cdef Creation creation = Creation.__new__(Creation)
@@ -953,7 +968,7 @@ cdef class Scope:
             creation._scope_token = set_current(self)
         return creation
 
-    cdef void settle(self, Creation creation, object value) except *:
+    cdef int settle(self, Creation creation, object value) except -1:
         """Store the created instance in place of its mark."""
         creation.release()
         self._pending -= 1
@@ -964,7 +979,7 @@ cdef class Scope:
         PyDict_SetItem(self._instances, creation.provider, value)
         creation.finish(None, False)
 
-    cdef void abandon(self, Creation creation, object error) except *:
+    cdef int abandon(self, Creation creation, object error) except -1:
         """Remove the mark of a creation that failed; a later resolution creates again.
 
         Waiters share the error, except a cancellation or a closed coroutine,
@@ -1002,7 +1017,7 @@ cdef class Scope:
 
     # Opening --------------------------------------------------------------
 
-    cdef void _open(self, int mode) except *:
+    cdef int _open(self, int mode) except -1:
         if self.state != STATE_NEW:
             raise ScopeError(
                 f"{self!r} was already used; a scope token opens once. "
@@ -1135,7 +1150,7 @@ cdef class Scope:
                 closing.run(closer)
         self._finish(closing)
 
-    cdef void _finish(self, _Closing closing) except *:
+    cdef int _finish(self, _Closing closing) except -1:
         """Every exit ends here: drop what the scope held, leave it, report."""
         self.state = STATE_CLOSED
         if self._pending:
@@ -1152,7 +1167,7 @@ cdef class Scope:
             self._detach()
         _report(closing)
 
-    cdef void _detach(self) except *:
+    cdef int _detach(self) except -1:
         token, self._token = self._token, None
         try:
             reset_current(token)
@@ -1201,7 +1216,7 @@ async def _in_thread(_Closing closing, list batch):
                 return
 
 
-cdef void _close_quietly(object obj):
+cdef int _close_quietly(object obj) except -1:
     close = getattr(obj, "close", None)
     if close is not None:
         try:
@@ -1210,7 +1225,7 @@ cdef void _close_quietly(object obj):
             pass
 
 
-cdef void _report(_Closing closing) except *:
+cdef int _report(_Closing closing) except -1:
     """Raise or attach finaliser errors once every finaliser has run.
 
     A cancellation, ``KeyboardInterrupt`` or ``SystemExit`` from a finaliser
@@ -1221,7 +1236,7 @@ cdef void _report(_Closing closing) except *:
     """
     cdef list errors = closing.errors
     if not errors:
-        return
+        return 0
     for _, error in errors:
         if not isinstance(error, Exception):
             _attach(error, [item for item in errors if item[1] is not error])
@@ -1235,7 +1250,7 @@ cdef void _report(_Closing closing) except *:
     _attach(closing.exc, errors)
 
 
-cdef void _attach(object exc, list errors) except *:
+cdef int _attach(object exc, list errors) except -1:
     """Log each finaliser error and add it as a note to ``exc``."""
     for provider, error in errors:
         logger.error("Finaliser of %s failed", describe(provider), exc_info=error)

@@ -22,11 +22,11 @@ cdef class _Call:
     cdef list pending
     cdef Py_ssize_t filled
 
-    cdef void add(self, object target, object key, object awaitable)
-    cdef void bind_positional(self, tuple args)
+    cdef int add(self, object target, object key, object awaitable) except -1
+    cdef int bind_positional(self, tuple args) except -1
     cdef object next_pending(self)
-    cdef void fill(self, object value) except *
-    cdef void close_rest(self)
+    cdef int fill(self, object value) except -1
+    cdef int close_rest(self) except -1
     cdef object invoke(self)
 
 

@@ -148,7 +148,7 @@ cdef inline Scope _scope_for(object provider, object name, object current):
     _raise_no_scope(provider, name, current)
 
 
-cdef void _raise_no_scope(object provider, object name, object current) except *:
+cdef int _raise_no_scope(object provider, object name, object current) except -1:
     cdef Scope scope
     what = describe(provider)
     if current is None:
@@ -173,7 +173,7 @@ cdef void _raise_no_scope(object provider, object name, object current) except *
     raise scope.closed_error(provider)
 
 
-cdef void _check_member(Provider provider, Binding binding, Scope scope) except *:
+cdef int _check_member(Provider provider, Binding binding, Scope scope) except -1:
     """Refuse to create another container's provider in this scope.
 
     A scope serves the providers its container's graph reaches (nested
@@ -182,13 +182,13 @@ cdef void _check_member(Provider provider, Binding binding, Scope scope) except 
     """
     cdef Plan plan = scope.plan()
     if plan is None or binding.plan is plan or plan.members is None or binding.owner is None:
-        return
+        return 0
     if provider in plan.members:
         binding.plan = plan
-        return
+        return 0
     owner = binding.owner()
     if owner is None:
-        return
+        return 0
     home = _container_label(owner)
     raise NoActiveScopeError(
         f"{describe(provider)} belongs to {home}, but the scope it was resolved in was "
@@ -680,7 +680,7 @@ cdef object _invoke(
 cdef class _Call:
     """A call whose awaitable injections are awaited first, one after the other."""
 
-    cdef void add(self, object target, object key, object awaitable):
+    cdef int add(self, object target, object key, object awaitable) except -1:
         if self.pending is None:
             self.pending = []
         cdef _Slot slot = _Slot.__new__(_Slot)
@@ -689,7 +689,7 @@ cdef class _Call:
         slot.awaitable = awaitable
         self.pending.append(slot)
 
-    cdef void bind_positional(self, tuple args):
+    cdef int bind_positional(self, tuple args) except -1:
         # Positional slots (target None) are filled in place: the tuple is
         # new, made by _invoke, and only this call holds it until invoke().
         self.args = args
@@ -700,12 +700,12 @@ cdef class _Call:
             return None
         return (<_Slot>self.pending[self.filled]).awaitable
 
-    cdef void fill(self, object value) except *:
+    cdef int fill(self, object value) except -1:
         cdef _Slot slot = <_Slot>self.pending[self.filled]
         self.filled += 1
         if slot.target is not None:
             slot.target[slot.key] = value
-            return
+            return 0
         cdef Py_ssize_t index = slot.key
         cdef PyObject* items = <PyObject*>self.args
         if _Py_REFCNT(items) != 1:
@@ -714,10 +714,10 @@ cdef class _Call:
         Py_INCREF(value)
         dis_tuple_put(items, index, <PyObject*>value)
 
-    cdef void close_rest(self):
+    cdef int close_rest(self) except -1:
         # The next pending one failed; the ones after it never run.
         if self.pending is None:
-            return
+            return 0
         for slot in self.pending[self.filled + 1:]:
             _close_quietly((<_Slot>slot).awaitable)
         self.pending = None
@@ -728,16 +728,16 @@ cdef class _Call:
         return PyObject_Call(self.call, self.args, NULL)
 
 
-cdef void _close_quietly(object obj):
+cdef int _close_quietly(object obj) except -1:
     if obj is None or type(obj) is Ready or type(obj) is _Deferred:
-        return
+        return 0
     if type(obj) is _Call:
         # A creation that stopped before its injections were awaited.
         if (<_Call>obj).pending is not None:
             for slot in (<_Call>obj).pending[(<_Call>obj).filled:]:
                 _close_quietly((<_Slot>slot).awaitable)
             (<_Call>obj).pending = None
-        return
+        return 0
     close = getattr(obj, "close", None)
     if close is not None:
         try:
@@ -1134,10 +1134,10 @@ cdef class ScopedResource(BaseResource):
         return value
 
 
-cdef void _register(ScopedResource provider, Scope scope, Closer closer) except *:
+cdef int _register(ScopedResource provider, Scope scope, Closer closer) except -1:
     """Hand a finaliser to the scope; finalise at once if the scope already closed."""
     if scope.add_closer(closer):
-        return
+        return 0
     error = scope.closed_error(provider)
     pending = closer.discard(error)
     if pending is not None:
