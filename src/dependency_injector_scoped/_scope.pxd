@@ -95,6 +95,8 @@ cdef class Scope:
     cdef readonly object name
     cdef readonly object container
     cdef readonly Scope parent
+    # The nearest enclosing scope that has a name.
+    cdef Scope _named_above
     cdef dict _values
     cdef dict _instances
     cdef list _closers

@@ -871,12 +871,16 @@ cdef class Scope:
         return PyDict_GetItemWithError(self._values, key)
 
     cdef Scope bound(self, object name):
-        """This scope or the nearest enclosing one named ``name``, or None."""
-        cdef Scope scope = self
+        """This scope or the nearest enclosing one named ``name``, or None.
+
+        Only named scopes are visited: each scope knows the nearest named one
+        above it, so unnamed nesting costs nothing.
+        """
+        cdef Scope scope = self if self.name is not None else self._named_above
         while scope is not None:
             if scope.name is name or scope.name == name:
                 return scope
-            scope = scope.parent
+            scope = scope._named_above
         return None
 
     cdef Plan plan(self):
@@ -1025,6 +1029,10 @@ cdef class Scope:
             )
         self.mode = mode
         self.parent = current_scope()
+        if self.parent is not None:
+            self._named_above = (
+                self.parent if self.parent.name is not None else self.parent._named_above
+            )
         self._token = set_current(self)
         self._context = dis_current_context()
         self.state = STATE_OPEN

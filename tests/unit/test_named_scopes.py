@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from dependency_injector_scoped import containers, errors, providers, scope
@@ -171,3 +173,33 @@ def test_outer_bound_provider_cannot_capture_through_an_upstream_factory():
         with pytest.raises(errors.MissingScopeValueError, match="'request'"):
             c.cache()
         assert c.wrapper().parts == ("GET /",)
+
+
+def test_named_scope_is_found_through_unnamed_and_other_named_scopes():
+    """The lookup skips unnamed scopes and other names, at any depth, and matches equal names."""
+    events: list[str] = []
+    c = make_container(events)
+    app_name = "".join(["a", "pp"])  # equal to "app", not the same object
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(c.scope(app_name))
+        pool = c.pool()
+        for depth in range(60):
+            stack.enter_context(c.scope("tenant" if depth % 20 == 0 else None))
+        assert c.pool() is pool
+        inner_app = stack.enter_context(c.scope("app"))
+        stack.enter_context(c.scope())
+        stack.enter_context(c.scope("tenant"))
+        assert c.pool() is not pool
+        assert c.pool() is c.pool()
+        assert c.pool in inner_app
+    assert events == ["open pool", "open pool", "close pool", "close pool"]
+
+
+def test_named_scope_missing_above_deep_unnamed_nesting_raises():
+    """Without a scope of its name above, however deep the unnamed nesting, it is NoActiveScopeError."""
+    c = make_container([])
+    with contextlib.ExitStack() as stack:
+        for _ in range(30):
+            stack.enter_context(c.scope())
+        with pytest.raises(errors.NoActiveScopeError):
+            c.pool()
