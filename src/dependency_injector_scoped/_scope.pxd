@@ -45,9 +45,11 @@ cdef class _Closing:
 
 cdef class Ready:
     cdef readonly object value
-    # The StopIteration an await of it raises where the await cannot take
-    # the result without one (CPython 3.12 and later); set by C code.
-    cdef object _stop
+
+
+cdef class Pending:
+    # The compiled coroutine that creates the result.
+    cdef object coro
 
 
 cdef class Plan:
@@ -83,6 +85,10 @@ cdef class Creation:
     cdef bint _tracked
     cdef object _creating_token
     cdef object _scope_token
+    # For the coroutine that creates a graph depth first (see providers):
+    # the creation in it that waits for this one, and this one's pending call.
+    cdef Creation parent
+    cdef object work
 
     cdef int release(self) except -1
     cdef int record(self) except -1
@@ -110,6 +116,7 @@ cdef class Scope:
 
     cdef PyObject* get(self, object provider) noexcept
     cdef PyObject* value_of(self, object key)
+    cdef Ready keep_ready(self, object provider, object value)
     cdef Scope bound(self, object name)
     cdef Plan plan(self)
     cdef Creation begin(self, object provider, bint rebind, bint asynchronous)
@@ -132,6 +139,7 @@ cdef int reset_current(object token) except -1
 cdef Creation current_creation()
 cdef Scope new_scope(object container, object name, object values, Plan plan)
 cdef Ready ready(object value)
+cdef Pending awaiting(object coro)
 
 cdef object next_step(object obj)
 cdef Closer new_closer(object provider, int kind, object obj, object value, bint in_thread)

@@ -53,41 +53,69 @@ cdef extern from *:
                                    Py_TYPE(obj)->tp_as_async->am_await != NULL)
     #endif
 
-    /* Ready's tp_iternext in plain C: finishing an await this way adds no
-       traceback entry, which a StopIteration raised from Cython code would. */
-    typedef struct { PyObject_HEAD PyObject *value; PyObject *stop; } DisReadyLayout;
+    /* One StopIteration, reused for every await that finishes through
+       tp_iternext (how the awaits of CPython 3.12 and later take a Ready's
+       result): the value is set again at each use.  It is reused only while
+       nothing else holds it and no frame has recorded itself in it; otherwise
+       a new one takes its place. */
+    #ifndef Py_LIMITED_API
+    static PyObject *dis_stop = NULL;
 
-    static PyObject *dis_ready_iternext(PyObject *self) {
-        DisReadyLayout *ready = (DisReadyLayout *)self;
-        PyObject *stop = ready->stop;
-        PyObject *traceback;
-        if (ready->value == Py_None) {
+    static int dis_stop_reusable(PyObject *stop) {
+        PyBaseExceptionObject *base = (PyBaseExceptionObject *)stop;
+        if (stop == NULL || Py_REFCNT(stop) != 1 || base->traceback != NULL
+                || base->context != NULL || base->cause != NULL || base->dict != NULL) {
+            return 0;
+        }
+    #if PY_VERSION_HEX >= 0x030B0000
+        if (base->notes != NULL) {
+            return 0;
+        }
+    #endif
+        return base->args != NULL && PyTuple_CheckExact(base->args)
+            && PyTuple_GET_SIZE(base->args) == 1 && Py_REFCNT(base->args) == 1;
+    }
+
+    /* Finish an await with ``value`` (a new reference, consumed): raise
+       StopIteration(value), or nothing for None.  NULL is always returned. */
+    static PyObject *dis_return_value(PyObject *value) {
+        PyObject *stop = dis_stop;
+        if (value == Py_None) {
+            Py_DECREF(value);
             return NULL;  /* exhausted without an exception: the result is None */
         }
-        if (stop != NULL && stop != Py_None) {
-            /* Raised again only while no frame has recorded itself in it. */
-            traceback = PyException_GetTraceback(stop);
-            if (traceback != NULL) {
-                Py_DECREF(traceback);
-                stop = NULL;
-            }
+        if (dis_stop_reusable(stop)) {
+            PyStopIterationObject *reused = (PyStopIterationObject *)stop;
+            PyObject *args = reused->args;
+            Py_INCREF(value);
+            Py_SETREF(reused->value, value);
+            Py_SETREF(PyTuple_GET_ITEM(args, 0), value);
+            reused->suppress_context = 0;
         } else {
-            stop = NULL;
-        }
-        if (stop == NULL) {
-            stop = PyObject_CallOneArg(PyExc_StopIteration, ready->value);
+            stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+            Py_DECREF(value);
             if (stop == NULL) {
                 return NULL;
             }
-            Py_XSETREF(ready->stop, stop);
+            Py_XSETREF(dis_stop, stop);
         }
-        /* PyErr_Restore chains no context: an awaited Ready (a stored
-           instance is awaited at every hit) reuses its StopIteration. */
+        /* PyErr_Restore chains no context. */
         Py_INCREF(stop);
         Py_INCREF(PyExc_StopIteration);
         PyErr_Restore(PyExc_StopIteration, stop, NULL);
         return NULL;
     }
+
+    /* Ready's tp_iternext in plain C: finishing an await this way adds no
+       traceback entry, which a StopIteration raised from Cython code would. */
+    typedef struct { PyObject_HEAD PyObject *value; } DisReadyLayout;
+
+    static PyObject *dis_ready_iternext(PyObject *self) {
+        PyObject *value = ((DisReadyLayout *)self)->value;
+        Py_INCREF(value);
+        return dis_return_value(value);
+    }
+    #endif
 
     /* The context this thread runs in, compared by identity only.  A child
        task or a thread with a copied context runs in another one.  Unknown
@@ -111,6 +139,48 @@ cdef extern from *:
         return PYGEN_RETURN;
     }
     #endif
+
+    #ifndef Py_LIMITED_API
+    /* Pending's slots: the compiled coroutine it runs is driven through its
+       am_send, so neither its result nor Pending's needs a StopIteration of
+       its own, and no awaitable wrapper is made for the await. */
+    typedef struct { PyObject_HEAD PyObject *coro; } DisPendingLayout;
+
+    static PyObject *dis_pending_iternext(PyObject *self) {
+        PyObject *result = NULL;
+        PySendResult sent = PyIter_Send(((DisPendingLayout *)self)->coro, Py_None, &result);
+        if (sent == PYGEN_NEXT) {
+            return result;
+        }
+        if (sent == PYGEN_RETURN) {
+            return dis_return_value(result);
+        }
+        return NULL;
+    }
+
+    static PySendResult dis_pending_am_send(PyObject *self, PyObject *arg, PyObject **result) {
+        return PyIter_Send(((DisPendingLayout *)self)->coro, arg, result);
+    }
+    #endif
+
+    static int dis_install_pending_slots(PyObject *type) {
+    #ifdef Py_LIMITED_API
+        (void)type;
+        return 0;
+    #else
+        PyTypeObject *cls = (PyTypeObject *)type;
+        if (cls->tp_basicsize != (Py_ssize_t)sizeof(DisPendingLayout) || cls->tp_as_async == NULL) {
+            return 0;  /* an unexpected layout: keep the Cython methods */
+        }
+        cls->tp_iternext = dis_pending_iternext;
+        cls->tp_as_async->am_send = dis_pending_am_send;
+    #ifdef Py_TPFLAGS_HAVE_AM_SEND
+        cls->tp_flags |= Py_TPFLAGS_HAVE_AM_SEND;
+    #endif
+        PyType_Modified(cls);
+        return 1;
+    #endif
+    }
 
     static int dis_install_ready_iternext(PyObject *type) {
     #ifdef Py_LIMITED_API
@@ -148,6 +218,7 @@ cdef extern from *:
     int Py_EnterRecursiveCall(const char* where) except -1
     void Py_LeaveRecursiveCall()
     int dis_install_ready_iternext(object type) except -1
+    int dis_install_pending_slots(object type) except -1
     void* dis_current_context()
 
 # asyncio.current_task() is a Python function before 3.12: read the C
@@ -269,7 +340,7 @@ cdef tuple _COROUTINE_TYPES = (CoroutineType, _AbcCoroutine)
 cdef bint is_awaitable(object value) except -1:
     if not DIS_HAS_AM_AWAIT(value):
         return False
-    if type(value) is Ready or type(value) is CoroutineType:
+    if type(value) is Ready or type(value) is Pending or type(value) is CoroutineType:
         return True
     return hasattr(type(value), "_asyncio_future_blocking") or isinstance(value, _COROUTINE_TYPES)
 
@@ -309,6 +380,71 @@ cdef class Ready:
 
 _AbcCoroutine.register(Ready)
 dis_install_ready_iternext(Ready)
+
+
+@cython.final
+@cython.freelist(16)
+cdef class Pending:
+    """The awaitable a call returns while its result still has to be created.
+
+    It runs one of this package's compiled coroutines.  Awaited from Python
+    code it drives that coroutine directly: no awaitable wrapper, and the
+    result comes back without a ``StopIteration`` of its own.  It answers the
+    coroutine protocol, so tasks, ``asyncio.gather`` and ``ensure_future``
+    take it as they take a coroutine.
+    """
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.coro.send(None)
+
+    def send(self, value):
+        """Resume the creation with ``value``."""
+        return self.coro.send(value)
+
+    def throw(self, typ, value=None, traceback=None):
+        """Raise an exception in the creation where it waits."""
+        if traceback is not None:
+            return self.coro.throw(typ, value, traceback)
+        if value is not None:
+            return self.coro.throw(typ, value)
+        return self.coro.throw(typ)
+
+    def close(self):
+        """Stop the creation, releasing what it marked."""
+        return self.coro.close()
+
+    @property
+    def __name__(self):
+        return self.coro.__name__
+
+    @property
+    def __qualname__(self):
+        return self.coro.__qualname__
+
+    @property
+    def cr_await(self):
+        return self.coro.cr_await
+
+    @property
+    def cr_running(self):
+        return self.coro.cr_running
+
+    def __repr__(self):
+        return f"<Pending {self.coro!r}>"
+
+
+_AbcCoroutine.register(Pending)
+dis_install_pending_slots(Pending)
+
+
+cdef Pending awaiting(object coro):
+    """Wrap a compiled coroutine for a caller outside this package."""
+    cdef Pending result = Pending.__new__(Pending)
+    result.coro = coro
+    return result
 
 
 cdef extern from *:
@@ -786,12 +922,12 @@ cdef class Scope:
 
     def __aenter__(self):
         self._open(MODE_ASYNC)
-        pending = self._open_eager()
-        return ready(self) if pending is None else pending
+        opening = self._open_eager()
+        return ready(self) if opening is None else awaiting(opening)
 
     def __aexit__(self, exc_type, exc, traceback):
-        pending = self._close(exc, True, True)
-        return ready(None) if pending is None else pending
+        closing = self._close(exc, True, True)
+        return ready(None) if closing is None else awaiting(closing)
 
     def init(self):
         """Open the scope in this context and create its eager resources.
@@ -824,8 +960,8 @@ cdef class Scope:
         response's background tasks) gets ``ScopeClosedError`` instead of
         another scope's instances.  Call ``_leave()`` afterwards.
         """
-        pending = self._close(exc, _get_running_loop() is not None, False)
-        return ready(None) if pending is None else pending
+        closing = self._close(exc, _get_running_loop() is not None, False)
+        return ready(None) if closing is None else awaiting(closing)
 
     def _leave(self):
         """Restore the context as it was before the scope opened (after ``_close_in_place``)."""
@@ -869,6 +1005,12 @@ cdef class Scope:
         if self._values is None:
             return NULL
         return PyDict_GetItemWithError(self._values, key)
+
+    cdef Ready keep_ready(self, object provider, object value):
+        """Keep ``provider``'s instance as a ``Ready`` from now on, and return it."""
+        cdef Ready result = ready(value)
+        PyDict_SetItem(self._instances, provider, result)
+        return result
 
     cdef Scope bound(self, object name):
         """This scope or the nearest enclosing one named ``name``, or None.
@@ -1074,9 +1216,9 @@ cdef class Scope:
                 if is_awaitable(result):
                     await result
             except BaseException as error:
-                pending = self._close(error, True, True)
-                if pending is not None:
-                    await pending
+                closing = self._close(error, True, True)
+                if closing is not None:
+                    await closing
                 raise
         return self
 

@@ -22,11 +22,11 @@ cdef class _Call:
     cdef list pending
     cdef Py_ssize_t filled
 
-    cdef int add(self, object target, object key, object awaitable) except -1
-    cdef int bind_positional(self, tuple args) except -1
+    cdef int add(self, object key) except -1
+    cdef object _awaitable_at(self, Py_ssize_t position)
     cdef object next_pending(self)
     cdef int fill(self, object value) except -1
-    cdef int close_rest(self) except -1
+    cdef int close_rest(self, Py_ssize_t start) except -1
     cdef object invoke(self)
 
 

@@ -54,6 +54,7 @@ from ._scope cimport (
     Plan,
     Ready,
     Scope,
+    awaiting,
     current_scope,
     describe,
     generator_error,
@@ -110,14 +111,6 @@ cdef class Binding:
 
     cdef Binding copy(self):
         return Binding(self.scope_name)
-
-
-@cython.final
-@cython.freelist(8)
-cdef class _Slot:
-    cdef object target
-    cdef object key
-    cdef object awaitable
 
 
 @cython.final
@@ -230,6 +223,8 @@ cdef inline object _call(Provider provider, tuple args, dict kwargs):
         return result
     if type(provider) is ScopedFactory or type(provider) is ScopedResource:
         result = _resolve(provider, _binding_of(provider), current_scope(), args, kwargs, &pending)
+        if pending:
+            return awaiting(result)
     else:
         # A subclass: ``_provide`` is the hook.
         result = provider._provide(args, kwargs)
@@ -247,7 +242,7 @@ cdef object _async_call(Provider provider, tuple args, dict kwargs):
     """
     cdef Creation creation = _foreign_creation(provider)
     if creation is not None:
-        return _after_creation(provider, creation, args, kwargs)
+        return awaiting(_after_creation(provider, creation, args, kwargs))
     result = _call(provider, args, kwargs)
     return result if is_awaitable(result) else ready(result)
 
@@ -292,8 +287,9 @@ cdef object _resolve(
 ):
     """The scope's entry for ``provider``: its instance, or what creates it.
 
-    An asynchronous provider's instance is stored as a ``Ready``; a miss of
-    one returns the coroutine that creates it (``pending`` is set).
+    An asynchronous provider's instance is handed out as a ``Ready``, which
+    the table keeps from its first hit on; a miss of one returns the coroutine
+    that creates it (``pending`` is set).
     """
     if binding is None:
         raise ScopeError(
@@ -304,68 +300,57 @@ cdef object _resolve(
     cdef Scope scope = _scope_for(provider, binding.scope_name, current)
     cdef PyObject* entry = scope.get(provider)
     if entry is not NULL and type(<object>entry) is not Creation:
-        return <object>entry
+        if (
+            nested
+            or provider._async_mode != ASYNC_MODE_ENABLED
+            or type(<object>entry) is Ready
+        ):
+            return <object>entry
+        # Awaited again at every later hit: kept as the Ready it is handed out as.
+        return scope.keep_ready(provider, <object>entry)
     if provider._async_mode == ASYNC_MODE_ENABLED:
         pending[0] = True
         if scope.mode == MODE_SYNC and scope.state == STATE_OPEN:
             raise _async_in_sync(provider)
         if nested and entry is NULL:
             # A dependency: created when the creation that needs it gets to it,
-            # after the dependencies before it, so it may find all it needs ready.
-            return _deferred(provider, binding, scope)
+            # after the dependencies before it, so it may find all it needs
+            # ready.  The provider itself stands for it in the call.
+            return provider
         return _create_async(provider, binding, scope, args, kwargs, None)
     return _create_sync(provider, binding, scope, current, entry, args, kwargs, pending)
 
 
-@cython.final
-@cython.freelist(8)
-cdef class _Deferred:
-    """An asynchronous dependency not created yet, then the frame of its creation.
-
-    ``_create_async`` creates a whole graph in one coroutine: when it reaches
-    a deferred dependency nobody is creating, it marks it (``creation``),
-    remembers the call waiting for it (``parent``, whose ``obj`` is that
-    call) and goes on with the dependency's own injections.
-    """
-    cdef Provider provider
-    cdef Binding binding
-    cdef Scope scope
-    cdef Creation creation
-    cdef object obj
-    cdef _Deferred parent
+cdef inline object _instance(PyObject* entry):
+    """The instance a table entry holds (an asynchronous one may be kept as a ``Ready``)."""
+    value = <object>entry
+    return (<Ready>value).value if type(value) is Ready else value
 
 
-cdef inline _Deferred _deferred(Provider provider, Binding binding, Scope scope):
-    cdef _Deferred deferred = _Deferred.__new__(_Deferred)
-    deferred.provider = provider
-    deferred.binding = binding
-    deferred.scope = scope
-    return deferred
+cdef inline bint _is_deferred(object awaitable):
+    """Whether a call's awaitable injection is a dependency left for its creation to create."""
+    return type(awaitable) is ScopedFactory or type(awaitable) is ScopedResource
 
 
-cdef object _realize(_Deferred deferred, bint* pending):
+cdef object _realize(Provider provider, object current, bint* pending):
     """The instance of a deferred dependency, or (``pending``) the coroutine that creates it.
 
-    Created synchronously when everything it needs is ready by now; an
-    instance made that way is stored as a ``Ready``, like every instance of
-    an asynchronous provider.
+    Created synchronously when everything it needs is ready by now.
     """
-    cdef Scope scope = deferred.scope
-    cdef PyObject* entry = scope.get(deferred.provider)
+    cdef Binding binding = _binding_of(provider)
+    cdef Scope scope = _scope_for(provider, binding.scope_name, current)
+    cdef PyObject* entry = scope.get(provider)
     if entry is not NULL and type(<object>entry) is not Creation:
-        value = <object>entry
-        return (<Ready>value).value if type(value) is Ready else value
+        return _instance(entry)
     if (
         entry is NULL
         and scope.state == STATE_OPEN
-        and type(deferred.provider) is ScopedFactory
-        and not (<ScopedFactory>deferred.provider)._awaited
+        and type(provider) is ScopedFactory
+        and not (<ScopedFactory>provider)._awaited
     ):
-        return _create_sync(
-            deferred.provider, deferred.binding, scope, current_scope(), NULL, _NO_ARGS, None, pending
-        )
+        return _create_sync(provider, binding, scope, current_scope(), NULL, _NO_ARGS, None, pending)
     pending[0] = True
-    return _create_async(deferred.provider, deferred.binding, scope, _NO_ARGS, None, None)
+    return _create_async(provider, binding, scope, _NO_ARGS, None, None)
 
 
 cdef object _create_sync(
@@ -407,10 +392,7 @@ cdef object _create_sync(
             raise _async_in_sync(provider)
         pending[0] = True
         return _create_async(provider, binding, scope, args, kwargs, value)
-    if provider._async_mode == ASYNC_MODE_ENABLED:
-        scope.settle(creation, ready(value))
-    else:
-        scope.settle(creation, value)
+    scope.settle(creation, value)
     return value
 
 
@@ -431,31 +413,36 @@ async def _create_async(
     already produced before it found it must await.
 
     The dependencies it defers are created here too, depth first, each with a
-    mark of its own (a stack of frames, not a coroutine per creation); a
-    dependency that another coroutine or thread is creating is waited for.
+    mark of its own: the marks form the stack of this coroutine's creations
+    (``Creation.parent``, each holding its pending call in ``work``), not a
+    coroutine per creation.  A dependency that another coroutine or thread is
+    creating is waited for.
     """
-    cdef Creation creation
+    cdef Creation root
+    cdef Creation frame
+    cdef Creation settled
     cdef PyObject* entry
     cdef bint deferred = False
-    cdef _Deferred frame
-    cdef _Deferred dependency
+    cdef Provider dependency
+    cdef Binding dependency_binding
+    cdef Scope dependency_scope
     while True:
         entry = scope.get(provider)
         if entry is NULL:
             break
         if type(<object>entry) is not Creation:
             _close_quietly(started)
-            value = <object>entry
-            return (<Ready>value).value if type(value) is Ready else value
+            return _instance(entry)
         await (<Creation>entry).wait_async()
     try:
         _check_member(provider, binding, scope)
-        creation = scope.begin(provider, scope is not current_scope(), True)
+        root = scope.begin(provider, scope is not current_scope(), True)
     except BaseException:
         _close_quietly(started)
         raise
-    frame = _deferred(provider, binding, scope)
-    frame.creation = creation
+    # The innermost unsettled creation of this coroutine; its parents up to
+    # ``root`` wait for it.
+    frame = root
     obj = None
     try:
         if started is not None:
@@ -469,38 +456,38 @@ async def _create_async(
                 # Awaitable injections, one after the other: no task, no gather.
                 awaitable = (<_Call>obj).next_pending()
                 if awaitable is not None:
-                    if type(awaitable) is _Deferred:
-                        dependency = <_Deferred>awaitable
-                        entry = dependency.scope.get(dependency.provider)
+                    if _is_deferred(awaitable):
+                        dependency = <Provider>awaitable
+                        dependency_binding = _binding_of(dependency)
+                        dependency_scope = _scope_for(
+                            dependency, dependency_binding.scope_name, frame.scope
+                        )
+                        entry = dependency_scope.get(dependency)
                         if entry is not NULL and type(<object>entry) is not Creation:
-                            value = <object>entry
-                            (<_Call>obj).fill(
-                                (<Ready>value).value if type(value) is Ready else value
-                            )
+                            (<_Call>obj).fill(_instance(entry))
                             continue
                         if entry is NULL:
                             # Its creation becomes the current frame.
-                            _check_member(dependency.provider, dependency.binding, dependency.scope)
+                            _check_member(dependency, dependency_binding, dependency_scope)
                             # The frame's scope is current (its creation made it so).
-                            dependency.creation = dependency.scope.begin_inner(
-                                dependency.provider, dependency.scope is not frame.scope, frame.creation
+                            settled = dependency_scope.begin_inner(
+                                dependency, dependency_scope is not frame.scope, frame
                             )
-                            frame.obj = obj
-                            dependency.parent = frame
-                            frame = dependency
+                            frame.work = obj
+                            settled.parent = frame
+                            frame = settled
                             obj = None
                             deferred = False
                             obj = _produce_scoped(
-                                frame.provider, frame.scope, _NO_ARGS, None, &deferred
+                                dependency, dependency_scope, _NO_ARGS, None, &deferred
                             )
                             continue
                         # Another coroutine or thread creates it (or this is a cycle).
                         value = await _create_async(
-                            dependency.provider, dependency.binding, dependency.scope,
-                            _NO_ARGS, None, None,
+                            dependency, dependency_binding, dependency_scope, _NO_ARGS, None, None
                         )
                     else:
-                        frame.creation.record()
+                        frame.record()
                         value = await awaitable
                     (<_Call>obj).fill(value)
                     continue
@@ -513,16 +500,16 @@ async def _create_async(
                 if type(obj) is _Await:
                     obj = (<_Await>obj).instance
                 elif is_awaitable(obj):
-                    frame.creation.record()
+                    frame.record()
                     obj = await obj
                 if (<ScopedFactory>frame.provider)._attributes_len:
-                    frame.creation.record()
+                    frame.record()
                     value = await _set_attributes(<ScopedFactory>frame.provider, frame.scope, obj)
                 else:
                     value = obj
             elif (<ScopedResource>frame.provider)._kind == KIND_ASYNC_GENERATOR:
                 # The common case inline: no coroutine of its own.
-                frame.creation.record()
+                frame.record()
                 try:
                     value = await next_step(obj)
                 except StopAsyncIteration:
@@ -533,33 +520,29 @@ async def _create_async(
                 if not frame.scope.add_closer(closer):
                     await _discard(frame.provider, frame.scope, closer)
             else:
-                frame.creation.record()
+                frame.record()
                 value = await _enter_async(<ScopedResource>frame.provider, frame.scope, obj)
-            creation = frame.creation
-            frame.creation = None
-            frame.scope.settle(creation, ready(value))
-            if frame.parent is None:
+            # Off the stack before it settles: settling may raise (its scope closed).
+            settled = frame
+            frame = settled.parent
+            settled.parent = None
+            settled.scope.settle(settled, value)
+            if frame is None:
                 return value
-            dependency = frame
-            frame = frame.parent
-            dependency.parent = None
-            obj = frame.obj
-            frame.obj = None
+            obj = frame.work
+            frame.work = None
             (<_Call>obj).fill(value)
     except BaseException as error:
         if type(obj) is _Call:
-            (<_Call>obj).close_rest()
+            (<_Call>obj).close_rest((<_Call>obj).filled + 1)
         while frame is not None:
-            if frame.obj is not None:
-                (<_Call>frame.obj).close_rest()
-                frame.obj = None
-            if frame.creation is not None:
-                creation = frame.creation
-                frame.creation = None
-                frame.scope.abandon(creation, error)
-            dependency = frame
-            frame = frame.parent
-            dependency.parent = None
+            if frame.work is not None:
+                (<_Call>frame.work).close_rest((<_Call>frame.work).filled + 1)
+                frame.work = None
+            settled = frame
+            frame = settled.parent
+            settled.parent = None
+            settled.scope.abandon(settled, error)
         raise
 
 
@@ -570,7 +553,7 @@ cdef inline object _inject(Injection injection, object current, bint* awaitable)
 
     A dependency that is a scoped provider of this module, not overridden,
     is resolved through the C-level path: the same result as calling it,
-    without building call arguments, and its ready instance unwrapped.
+    without building call arguments, and an existing instance as it is.
     """
     cdef bint pending = False
     cdef object dependency
@@ -586,9 +569,7 @@ cdef inline object _inject(Injection injection, object current, bint* awaitable)
             if pending:
                 awaitable[0] = True
                 return value
-            if type(value) is Ready:
-                return (<Ready>value).value
-            return value
+            return (<Ready>value).value if type(value) is Ready else value
     value = _get_value(injection)
     if is_awaitable(value):
         awaitable[0] = True
@@ -625,7 +606,7 @@ cdef object _invoke(
                 awaitable = False
                 if pending_call is None:
                     pending_call = _Call.__new__(_Call)
-                pending_call.add(None, index, value)
+                pending_call.add(index)
             Py_INCREF(value)
             PyTuple_SetItem(positional, index, value)
         for index in range(extra):
@@ -646,7 +627,7 @@ cdef object _invoke(
                     awaitable = False
                     if pending_call is None:
                         pending_call = _Call.__new__(_Call)
-                    pending_call.add(kwargs, name, value)
+                    pending_call.add(name)
         else:
             kwargs, prefixed = _separate_prefixed_kwargs(kwargs)
             for index in range(inj_kwargs_len):
@@ -664,7 +645,7 @@ cdef object _invoke(
                     awaitable = False
                     if pending_call is None:
                         pending_call = _Call.__new__(_Call)
-                    pending_call.add(kwargs, name, value)
+                    pending_call.add(name)
 
     if pending_call is None:
         if kwargs:
@@ -673,40 +654,45 @@ cdef object _invoke(
     deferred[0] = True
     pending_call.call = call
     pending_call.kwargs = kwargs
-    pending_call.bind_positional(args)
+    pending_call.args = args
     return pending_call
 
 
 cdef class _Call:
-    """A call whose awaitable injections are awaited first, one after the other."""
+    """A call whose awaitable injections are awaited first, one after the other.
 
-    cdef int add(self, object target, object key, object awaitable) except -1:
+    ``pending`` lists, in order, where each awaitable injection waits: an
+    index into ``args`` or a name in ``kwargs``.  The awaitable sits in that
+    place until :meth:`fill` puts its result there.
+    """
+
+    cdef int add(self, object key) except -1:
         if self.pending is None:
-            self.pending = []
-        cdef _Slot slot = _Slot.__new__(_Slot)
-        slot.target = target
-        slot.key = key
-        slot.awaitable = awaitable
-        self.pending.append(slot)
+            self.pending = [key]
+        else:
+            self.pending.append(key)
 
-    cdef int bind_positional(self, tuple args) except -1:
-        # Positional slots (target None) are filled in place: the tuple is
-        # new, made by _invoke, and only this call holds it until invoke().
-        self.args = args
+    cdef object _awaitable_at(self, Py_ssize_t position):
+        key = self.pending[position]
+        if type(key) is int:
+            return self.args[<Py_ssize_t>key]
+        return self.kwargs[key]
 
     cdef object next_pending(self):
         """The next awaitable to await, or None when all are filled."""
         if self.pending is None or self.filled == len(self.pending):
             return None
-        return (<_Slot>self.pending[self.filled]).awaitable
+        return self._awaitable_at(self.filled)
 
     cdef int fill(self, object value) except -1:
-        cdef _Slot slot = <_Slot>self.pending[self.filled]
+        key = self.pending[self.filled]
         self.filled += 1
-        if slot.target is not None:
-            slot.target[slot.key] = value
+        if type(key) is not int:
+            self.kwargs[key] = value
             return 0
-        cdef Py_ssize_t index = slot.key
+        # Positional places are filled in place: the tuple is new, made by
+        # _invoke, and only this call holds it until invoke().
+        cdef Py_ssize_t index = key
         cdef PyObject* items = <PyObject*>self.args
         if _Py_REFCNT(items) != 1:
             self.args = tuple(list(self.args))
@@ -714,12 +700,13 @@ cdef class _Call:
         Py_INCREF(value)
         dis_tuple_put(items, index, <PyObject*>value)
 
-    cdef int close_rest(self) except -1:
-        # The next pending one failed; the ones after it never run.
+    cdef int close_rest(self, Py_ssize_t start) except -1:
+        """Close the awaitables from ``start`` on, which will never be awaited."""
+        cdef Py_ssize_t position
         if self.pending is None:
             return 0
-        for slot in self.pending[self.filled + 1:]:
-            _close_quietly((<_Slot>slot).awaitable)
+        for position in range(start, len(self.pending)):
+            _close_quietly(self._awaitable_at(position))
         self.pending = None
 
     cdef object invoke(self):
@@ -729,14 +716,11 @@ cdef class _Call:
 
 
 cdef int _close_quietly(object obj) except -1:
-    if obj is None or type(obj) is Ready or type(obj) is _Deferred:
+    if obj is None or type(obj) is Ready or _is_deferred(obj):
         return 0
     if type(obj) is _Call:
         # A creation that stopped before its injections were awaited.
-        if (<_Call>obj).pending is not None:
-            for slot in (<_Call>obj).pending[(<_Call>obj).filled:]:
-                _close_quietly((<_Slot>slot).awaitable)
-            (<_Call>obj).pending = None
+        (<_Call>obj).close_rest((<_Call>obj).filled)
         return 0
     close = getattr(obj, "close", None)
     if close is not None:
@@ -761,15 +745,15 @@ async def _set_attributes(ScopedFactory provider, Scope scope, instance):
             if awaitable is None:
                 break
             try:
-                if type(awaitable) is _Deferred:
-                    value = _realize(<_Deferred>awaitable, &waits)
+                if _is_deferred(awaitable):
+                    value = _realize(<Provider>awaitable, scope, &waits)
                     if waits:
                         waits = False
                         value = await value
                 else:
                     value = await awaitable
             except BaseException:
-                (<_Call>attributes).close_rest()
+                (<_Call>attributes).close_rest((<_Call>attributes).filled + 1)
                 raise
             (<_Call>attributes).fill(value)
         attributes = (<_Call>attributes).kwargs

@@ -286,3 +286,72 @@ async def test_awaiting_a_creation_after_its_scope_closed_raises_scope_closed(pr
         pending = c.item()
     with pytest.raises(errors.ScopeClosedError):
         await asyncio.wait_for(pending, TIMEOUT)
+
+
+# The awaitables handed out ------------------------------------------------------------------
+
+
+async def test_a_call_that_must_create_returns_a_coroutine_asyncio_accepts():
+    """The awaitable of a creation passes asyncio.iscoroutine, so tasks and gather take it."""
+    c = shop()
+    async with c.scope():
+        pending = c.repo()
+        assert asyncio.iscoroutine(pending)
+        assert inspect.isawaitable(pending)
+        repo = await asyncio.wait_for(asyncio.ensure_future(pending), TIMEOUT)
+        assert repo is await c.repo()
+
+
+async def test_a_creation_closed_before_it_starts_marks_nothing():
+    """Closing the awaitable of a creation nobody awaited leaves the scope as it was."""
+    c = shop()
+    async with c.scope() as scope:
+        c.repo().close()
+        assert c.repo not in scope
+        assert c.session not in scope
+        assert isinstance(await asyncio.wait_for(c.repo(), TIMEOUT), Repo)
+
+
+async def test_an_error_thrown_into_a_creation_abandons_it():
+    """throw() reaches the initializer where it waits; the marks are released and it can be retried."""
+    c = shop()
+    async with c.scope() as scope:
+        steps = c.repo()
+        assert steps.send(None) is None  # the session's generator waits in asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="stop"):
+            steps.throw(RuntimeError("stop"))
+        assert c.repo not in scope
+        assert c.session not in scope
+        assert isinstance(await asyncio.wait_for(c.repo(), TIMEOUT), Repo)
+
+
+@pytest.mark.parametrize("value", [(1, 2), ValueError("a value"), None, 0])
+async def test_an_instance_of_any_type_comes_back_from_await_as_it_is(value):
+    """Tuples, exceptions, None and falsy instances come back from every await unchanged."""
+
+    async def resource():
+        yield value
+
+    c = containers.DynamicContainer()
+    c.item = providers.ScopedResource(resource)
+    async with c.scope():
+        for _ in range(3):
+            assert await c.item() is value
+
+
+async def test_a_kept_stop_iteration_keeps_its_value():
+    """A StopIteration a caller holds on to is never reused for another await's result."""
+    c = containers.DynamicContainer()
+    c.a = providers.ScopedResource(async_generator)
+    c.b = providers.ScopedResource(async_generator)
+    async with c.scope():
+        a, b = await c.a(), await c.b()
+        kept = []
+        for provider in (c.a, c.b, c.a, c.b):
+            try:
+                next(provider().__await__())
+            except StopIteration as finished:
+                kept.append(finished)
+            await c.b()  # awaits in between finish through the same C path
+        assert [stop.value for stop in kept] == [a, b, a, b]
+        assert [stop.args for stop in kept] == [(a,), (b,), (a,), (b,)]
