@@ -629,6 +629,7 @@ cdef Closer new_closer(object provider, int kind, object obj, object value, bint
 
 
 @cython.final
+@cython.freelist(8)
 cdef class _Closing:
     """One close of a scope: what each finaliser receives, and what failed.
 
@@ -866,6 +867,7 @@ cdef Scope new_scope(object container, object name, object values, Plan plan):
 
 
 @cython.final
+@cython.freelist(8)
 cdef class Scope:
     """Scope(container=None, name=None, values=None)
 --

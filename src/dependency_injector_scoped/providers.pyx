@@ -658,6 +658,8 @@ cdef object _invoke(
     return pending_call
 
 
+@cython.final
+@cython.freelist(16)
 cdef class _Call:
     """A call whose awaitable injections are awaited first, one after the other.
 
