@@ -57,7 +57,8 @@ cdef extern from *:
        tp_iternext (how the awaits of CPython 3.12 and later take a Ready's
        result): the value is set again at each use.  It is reused only while
        nothing else holds it and no frame has recorded itself in it; otherwise
-       a new one takes its place. */
+       a new one takes its place.  Between uses it would keep the last result
+       alive: every scope that finishes lets go of it (dis_release_stop). */
     #ifndef Py_LIMITED_API
     static PyObject *dis_stop = NULL;
 
@@ -76,36 +77,74 @@ cdef extern from *:
             && PyTuple_GET_SIZE(base->args) == 1 && Py_REFCNT(base->args) == 1;
     }
 
+    /* Put ``value`` (a new reference, consumed) in the reusable StopIteration;
+       the references it held are stored in ``old``, for the caller to drop
+       once nothing can run in between. */
+    static void dis_stop_swap(PyObject *stop, PyObject *value, PyObject **old) {
+        PyStopIterationObject *reused = (PyStopIterationObject *)stop;
+        old[0] = reused->value;
+        old[1] = PyTuple_GET_ITEM(reused->args, 0);
+        Py_INCREF(value);
+        reused->value = value;
+        PyTuple_SET_ITEM(reused->args, 0, value);
+        reused->suppress_context = 0;
+    }
+
     /* Finish an await with ``value`` (a new reference, consumed): raise
        StopIteration(value), or nothing for None.  NULL is always returned. */
     static PyObject *dis_return_value(PyObject *value) {
         PyObject *stop = dis_stop;
+        PyObject *old[2] = {NULL, NULL};
         if (value == Py_None) {
             Py_DECREF(value);
             return NULL;  /* exhausted without an exception: the result is None */
         }
         if (dis_stop_reusable(stop)) {
-            PyStopIterationObject *reused = (PyStopIterationObject *)stop;
-            PyObject *args = reused->args;
-            Py_INCREF(value);
-            Py_SETREF(reused->value, value);
-            Py_SETREF(PyTuple_GET_ITEM(args, 0), value);
-            reused->suppress_context = 0;
+            dis_stop_swap(stop, value, old);
         } else {
             stop = PyObject_CallOneArg(PyExc_StopIteration, value);
             Py_DECREF(value);
             if (stop == NULL) {
                 return NULL;
             }
-            Py_XSETREF(dis_stop, stop);
+            old[0] = dis_stop;
+            dis_stop = stop;
         }
         /* PyErr_Restore chains no context. */
         Py_INCREF(stop);
         Py_INCREF(PyExc_StopIteration);
         PyErr_Restore(PyExc_StopIteration, stop, NULL);
+        /* Dropped last: a finaliser they run finds the exception in place. */
+        Py_XDECREF(old[0]);
+        Py_XDECREF(old[1]);
         return NULL;
     }
 
+    /* Let go of the last result (and of a StopIteration somebody else kept). */
+    static void dis_release_stop(void) {
+        PyObject *stop = dis_stop;
+        PyObject *old[2] = {NULL, NULL};
+        if (stop == NULL) {
+            return;
+        }
+        if (dis_stop_reusable(stop)) {
+            if (((PyStopIterationObject *)stop)->value == Py_None) {
+                return;
+            }
+            Py_INCREF(Py_None);
+            dis_stop_swap(stop, Py_None, old);
+        } else {
+            old[0] = stop;
+            dis_stop = NULL;
+        }
+        Py_XDECREF(old[0]);
+        Py_XDECREF(old[1]);
+    }
+    #else
+    static void dis_release_stop(void) {}
+    #endif
+
+    #ifndef Py_LIMITED_API
     /* Ready's tp_iternext in plain C: finishing an await this way adds no
        traceback entry, which a StopIteration raised from Cython code would. */
     typedef struct { PyObject_HEAD PyObject *value; } DisReadyLayout;
@@ -219,6 +258,7 @@ cdef extern from *:
     void Py_LeaveRecursiveCall()
     int dis_install_ready_iternext(object type) except -1
     int dis_install_pending_slots(object type) except -1
+    void dis_release_stop()
     void* dis_current_context()
 
 # asyncio.current_task() is a Python function before 3.12: read the C
@@ -1315,6 +1355,8 @@ cdef class Scope:
         PyDict_Clear(self._instances)
         self._values = None
         self._closers = None
+        # The last result an await took may be this scope's; nothing keeps it.
+        dis_release_stop()
         if closing.detach:
             self._detach()
         _report(closing)

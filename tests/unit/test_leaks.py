@@ -180,3 +180,25 @@ async def test_hundred_thousand_scopes_do_not_grow_memory(mode):
     finally:
         tracemalloc.stop()
     assert after - warm < 200 * 1024
+
+
+@pytest.mark.parametrize("awaited", ["created", "existing"])
+async def test_an_awaited_instance_is_freed_with_its_scope(awaited):
+    """Nothing behind an await (its StopIteration included) keeps the result after the scope closed."""
+
+    class Connection:
+        pass
+
+    async def connect():
+        yield Connection()
+
+    c = containers.DynamicContainer()
+    c.connection = providers.ScopedResource(connect)
+    async with c.scope():
+        connection = await c.connection()
+        if awaited == "existing":
+            assert await c.connection() is connection
+        connection_ref = weakref.ref(connection)
+        del connection
+    gc.collect()
+    assert connection_ref() is None
