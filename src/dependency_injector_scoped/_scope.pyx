@@ -457,20 +457,9 @@ cdef class Pending:
         return self.coro.close()
 
     @property
-    def __name__(self):
-        return self.coro.__name__
-
-    @property
     def __qualname__(self):
+        """The creating coroutine's name, which asyncio shows in a task's repr."""
         return self.coro.__qualname__
-
-    @property
-    def cr_await(self):
-        return self.coro.cr_await
-
-    @property
-    def cr_running(self):
-        return self.coro.cr_running
 
     def __repr__(self):
         return f"<Pending {self.coro!r}>"

@@ -276,6 +276,12 @@ async def _after_creation(Provider provider, Creation creation, tuple args, dict
     return _call(provider, args, kwargs)
 
 
+cdef inline object _instance(PyObject* entry):
+    """The instance a table entry holds (an asynchronous one may be kept as a ``Ready``)."""
+    value = <object>entry
+    return (<Ready>value).value if type(value) is Ready else value
+
+
 cdef object _resolve(
         Provider provider,
         Binding binding,
@@ -300,11 +306,9 @@ cdef object _resolve(
     cdef Scope scope = _scope_for(provider, binding.scope_name, current)
     cdef PyObject* entry = scope.get(provider)
     if entry is not NULL and type(<object>entry) is not Creation:
-        if (
-            nested
-            or provider._async_mode != ASYNC_MODE_ENABLED
-            or type(<object>entry) is Ready
-        ):
+        if nested:
+            return _instance(entry)
+        if provider._async_mode != ASYNC_MODE_ENABLED or type(<object>entry) is Ready:
             return <object>entry
         # Awaited again at every later hit: kept as the Ready it is handed out as.
         return scope.keep_ready(provider, <object>entry)
@@ -319,12 +323,6 @@ cdef object _resolve(
             return provider
         return _create_async(provider, binding, scope, args, kwargs, None)
     return _create_sync(provider, binding, scope, current, entry, args, kwargs, pending)
-
-
-cdef inline object _instance(PyObject* entry):
-    """The instance a table entry holds (an asynchronous one may be kept as a ``Ready``)."""
-    value = <object>entry
-    return (<Ready>value).value if type(value) is Ready else value
 
 
 cdef inline bint _is_deferred(object awaitable):
@@ -420,6 +418,7 @@ async def _create_async(
     """
     cdef Creation root
     cdef Creation frame
+    cdef Creation inner
     cdef Creation settled
     cdef PyObject* entry
     cdef bint deferred = False
@@ -470,12 +469,12 @@ async def _create_async(
                             # Its creation becomes the current frame.
                             _check_member(dependency, dependency_binding, dependency_scope)
                             # The frame's scope is current (its creation made it so).
-                            settled = dependency_scope.begin_inner(
+                            inner = dependency_scope.begin_inner(
                                 dependency, dependency_scope is not frame.scope, frame
                             )
                             frame.work = obj
-                            settled.parent = frame
-                            frame = settled
+                            inner.parent = frame
+                            frame = inner
                             obj = None
                             deferred = False
                             obj = _produce_scoped(
@@ -568,8 +567,7 @@ cdef inline object _inject(Injection injection, object current, bint* awaitable)
             )
             if pending:
                 awaitable[0] = True
-                return value
-            return (<Ready>value).value if type(value) is Ready else value
+            return value
     value = _get_value(injection)
     if is_awaitable(value):
         awaitable[0] = True

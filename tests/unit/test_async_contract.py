@@ -298,7 +298,9 @@ async def test_a_call_that_must_create_returns_a_coroutine_asyncio_accepts():
         pending = c.repo()
         assert asyncio.iscoroutine(pending)
         assert inspect.isawaitable(pending)
-        repo = await asyncio.wait_for(asyncio.ensure_future(pending), TIMEOUT)
+        task = asyncio.ensure_future(pending)
+        assert "_create_async" in repr(task)  # the task names the creation
+        repo = await asyncio.wait_for(task, TIMEOUT)
         assert repo is await c.repo()
 
 
