@@ -11,6 +11,9 @@ cdef class Binding:
     cdef public object name
     cdef public object owner
     cdef public Plan plan
+    # The keyword names of the provider's injections, and the injections they are of.
+    cdef tuple kwnames
+    cdef tuple kwnames_of
 
     cdef Binding copy(self)
 
@@ -18,6 +21,7 @@ cdef class Binding:
 cdef class _Call:
     cdef object call
     cdef tuple args
+    cdef tuple kwnames
     cdef dict kwargs
     cdef list pending
     cdef Py_ssize_t filled

@@ -85,6 +85,88 @@ cdef extern from *:
     """
     int dis_tuple_put(PyObject* tuple, Py_ssize_t index, PyObject* value) except -1
 
+cdef extern from *:
+    """
+    /* Call ``callable`` with the items of ``values``: the last ones are the
+       keyword arguments named by ``kwnames`` (NULL: none), the rest are
+       positional.  A class with object's __new__ and a Python __init__ is
+       instantiated by calling the two directly: type.__call__ would pack the
+       arguments into a tuple and a dict and unpack them again. */
+    #define DIS_CALL_STACK 16
+    static PyObject *dis_init_name = NULL;
+    static PyObject *dis_empty_args = NULL;
+
+    static PyObject *dis_call(PyObject *callable, PyObject *values, PyObject *kwnames) {
+        Py_ssize_t size = PyTuple_Size(values);
+        Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_Size(kwnames);
+        Py_ssize_t nargs = size - nkw;
+    #ifndef Py_LIMITED_API
+        PyObject *const *stack = &PyTuple_GET_ITEM(values, 0);
+        if (Py_IS_TYPE(callable, &PyType_Type)
+                && ((PyTypeObject *)callable)->tp_new == PyBaseObject_Type.tp_new
+                && size < DIS_CALL_STACK) {
+            PyTypeObject *type = (PyTypeObject *)callable;
+            PyObject *init, *obj, *result;
+            PyObject *buffer[DIS_CALL_STACK];
+            Py_ssize_t i;
+            if (dis_init_name == NULL) {
+                dis_init_name = PyUnicode_InternFromString("__init__");
+                dis_empty_args = PyTuple_New(0);
+                if (dis_init_name == NULL || dis_empty_args == NULL) return NULL;
+            }
+            init = _PyType_Lookup(type, dis_init_name);
+            if (init != NULL && PyFunction_Check(init)) {
+                Py_INCREF(init);
+                obj = type->tp_new(type, dis_empty_args, NULL);
+                if (obj == NULL) {
+                    Py_DECREF(init);
+                    return NULL;
+                }
+                buffer[0] = obj;
+                for (i = 0; i < size; i++) buffer[i + 1] = stack[i];
+                result = PyObject_Vectorcall(init, buffer, (size_t)(nargs + 1), kwnames);
+                Py_DECREF(init);
+                if (result == NULL) {
+                    Py_DECREF(obj);
+                    return NULL;
+                }
+                if (result != Py_None) {
+                    PyErr_Format(PyExc_TypeError, "__init__() should return None, not '%.200s'",
+                                 Py_TYPE(result)->tp_name);
+                    Py_DECREF(result);
+                    Py_DECREF(obj);
+                    return NULL;
+                }
+                Py_DECREF(result);
+                return obj;
+            }
+        }
+        return PyObject_Vectorcall(callable, stack, (size_t)nargs, kwnames);
+    #else
+        PyObject *args, *kwargs = NULL, *result;
+        Py_ssize_t i;
+        if (nkw == 0) return PyObject_Call(callable, values, NULL);
+        args = PyTuple_GetSlice(values, 0, nargs);
+        if (args == NULL) return NULL;
+        kwargs = PyDict_New();
+        if (kwargs == NULL) goto done;
+        for (i = 0; i < nkw; i++) {
+            if (PyDict_SetItem(kwargs, PyTuple_GetItem(kwnames, i),
+                               PyTuple_GetItem(values, nargs + i)) < 0) goto done;
+        }
+        result = PyObject_Call(callable, args, kwargs);
+        Py_DECREF(args);
+        Py_DECREF(kwargs);
+        return result;
+    done:
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
+        return NULL;
+    #endif
+    }
+    """
+    object dis_call(object callable, object values, PyObject* kwnames)
+
 # dependency-injector's async-mode values.
 cdef int ASYNC_MODE_UNDEFINED = 0
 cdef int ASYNC_MODE_ENABLED = 1
@@ -556,14 +638,16 @@ cdef inline object _inject(Injection injection, object current, bint* awaitable)
     """
     cdef bint pending = False
     cdef object dependency
+    cdef Provider scoped
     if injection._call:
         dependency = injection._value
-        if (
-            (type(dependency) is ScopedFactory or type(dependency) is ScopedResource)
-            and (<Provider>dependency)._last_overriding is None
-        ):
+        if type(dependency) is ScopedFactory or type(dependency) is ScopedResource:
+            scoped = <Provider>dependency
+        else:
+            scoped = None
+        if scoped is not None and scoped._last_overriding is None:
             value = _resolve(
-                dependency, _binding_of(dependency), current, _NO_ARGS, None, &pending, True
+                scoped, _binding_of(scoped), current, _NO_ARGS, None, &pending, True
             )
             if pending:
                 awaitable[0] = True
@@ -572,6 +656,28 @@ cdef inline object _inject(Injection injection, object current, bint* awaitable)
     if is_awaitable(value):
         awaitable[0] = True
     return value
+
+
+cdef tuple _kwnames(tuple inj_kwargs, int inj_kwargs_len, Binding cache):
+    """The names of a provider's keyword injections, in order; kept in ``cache`` when given.
+
+    None when a name repeats (``add_kwargs()`` of a name already injected):
+    the last one wins, as in a dict.
+    """
+    if cache is not None and cache.kwnames_of is inj_kwargs:
+        return cache.kwnames
+    cdef tuple names = PyTuple_New(inj_kwargs_len)
+    cdef Py_ssize_t index
+    for index in range(inj_kwargs_len):
+        name = _get_name(<NamedInjection>inj_kwargs[index])
+        Py_INCREF(name)
+        PyTuple_SetItem(names, index, name)
+    if len(set(names)) != inj_kwargs_len:
+        names = None
+    if cache is not None:
+        cache.kwnames_of = inj_kwargs
+        cache.kwnames = names
+    return names
 
 
 cdef object _invoke(
@@ -583,9 +689,81 @@ cdef object _invoke(
         tuple inj_kwargs,
         int inj_kwargs_len,
         object current,
+        Binding cache,
         bint* deferred,
 ):
-    """Call ``call`` with its injections, or return the ``_Call`` that must await some first."""
+    """Call ``call`` with its injections, or return the ``_Call`` that must await some first.
+
+    The arguments are laid out as a vector call takes them: injected
+    positional ones, then those of the call, then the keyword injections'
+    values, named by a tuple kept in ``cache``.
+    """
+    cdef Py_ssize_t index
+    cdef Py_ssize_t extra
+    cdef Py_ssize_t base
+    cdef bint awaitable = False
+    cdef _Call pending_call = None
+    cdef object value
+
+    cdef tuple names = None
+    if not inj_args_len and not inj_kwargs_len and not kwargs:
+        return dis_call(call, args, NULL)
+    if inj_kwargs_len and not kwargs:
+        names = _kwnames(inj_kwargs, inj_kwargs_len, cache)
+    if kwargs or names is None and inj_kwargs_len:
+        return _invoke_with_kwargs(
+            call, args, inj_args, inj_args_len, kwargs, inj_kwargs, inj_kwargs_len, current, deferred
+        )
+    extra = len(args)
+    values = PyTuple_New(inj_args_len + extra + inj_kwargs_len)
+    for index in range(inj_args_len):
+        value = _inject(<Injection>inj_args[index], current, &awaitable)
+        if awaitable:
+            awaitable = False
+            if pending_call is None:
+                pending_call = _Call.__new__(_Call)
+            pending_call.add(index)
+        Py_INCREF(value)
+        PyTuple_SetItem(values, index, value)
+    for index in range(extra):
+        value = args[index]
+        Py_INCREF(value)
+        PyTuple_SetItem(values, inj_args_len + index, value)
+    base = inj_args_len + extra
+    for index in range(inj_kwargs_len):
+        value = _inject(<Injection>inj_kwargs[index], current, &awaitable)
+        if awaitable:
+            awaitable = False
+            if pending_call is None:
+                pending_call = _Call.__new__(_Call)
+            pending_call.add(base + index)
+        Py_INCREF(value)
+        PyTuple_SetItem(values, base + index, value)
+    if pending_call is None:
+        return dis_call(call, values, <PyObject*>names if names is not None else NULL)
+    deferred[0] = True
+    pending_call.call = call
+    pending_call.args = values
+    pending_call.kwnames = names
+    return pending_call
+
+
+cdef object _invoke_with_kwargs(
+        object call,
+        tuple args,
+        tuple inj_args,
+        int inj_args_len,
+        dict kwargs,
+        tuple inj_kwargs,
+        int inj_kwargs_len,
+        object current,
+        bint* deferred,
+):
+    """:func:`_invoke` with a dict of keyword arguments.
+
+    For a call given keyword arguments, which override and prefix
+    injections; or for injections that repeat a name, the last one winning.
+    """
     cdef Py_ssize_t index
     cdef Py_ssize_t extra
     cdef bint awaitable = False
@@ -613,42 +791,36 @@ cdef object _invoke(
             PyTuple_SetItem(positional, inj_args_len + index, value)
         args = <tuple>positional
 
-    if inj_kwargs_len:
-        if not kwargs:
-            kwargs = {}
-            for index in range(inj_kwargs_len):
-                injection = <NamedInjection>inj_kwargs[index]
-                value = _inject(injection, current, &awaitable)
-                name = _get_name(injection)
-                kwargs[name] = value
-                if awaitable:
-                    awaitable = False
-                    if pending_call is None:
-                        pending_call = _Call.__new__(_Call)
-                    pending_call.add(name)
+    if kwargs:
+        kwargs, prefixed = _separate_prefixed_kwargs(kwargs)
+    else:
+        kwargs = {}
+        prefixed = None
+    for index in range(inj_kwargs_len):
+        injection = <NamedInjection>inj_kwargs[index]
+        name = _get_name(injection)
+        if prefixed is None:
+            value = _inject(injection, current, &awaitable)
+        elif name in kwargs:
+            continue
+        elif name in prefixed:
+            value = _get_value_kwargs(injection, prefixed[name])
+            awaitable = is_awaitable(value)
         else:
-            kwargs, prefixed = _separate_prefixed_kwargs(kwargs)
-            for index in range(inj_kwargs_len):
-                injection = <NamedInjection>inj_kwargs[index]
-                name = _get_name(injection)
-                if name in kwargs:
-                    continue
-                if name in prefixed:
-                    value = _get_value_kwargs(injection, prefixed[name])
-                    awaitable = is_awaitable(value)
-                else:
-                    value = _inject(injection, current, &awaitable)
-                kwargs[name] = value
-                if awaitable:
-                    awaitable = False
-                    if pending_call is None:
-                        pending_call = _Call.__new__(_Call)
-                    pending_call.add(name)
+            value = _inject(injection, current, &awaitable)
+        if pending_call is not None and name in pending_call.pending:
+            # A later injection of the name replaces an awaitable one.
+            pending_call.pending.remove(name)
+            _close_quietly(kwargs[name])
+        kwargs[name] = value
+        if awaitable:
+            awaitable = False
+            if pending_call is None:
+                pending_call = _Call.__new__(_Call)
+            pending_call.add(name)
 
     if pending_call is None:
-        if kwargs:
-            return PyObject_Call(call, args, <PyObject*>kwargs)
-        return PyObject_Call(call, args, NULL)
+        return PyObject_Call(call, args, <PyObject*>kwargs)
     deferred[0] = True
     pending_call.call = call
     pending_call.kwargs = kwargs
@@ -662,8 +834,10 @@ cdef class _Call:
     """A call whose awaitable injections are awaited first, one after the other.
 
     ``pending`` lists, in order, where each awaitable injection waits: an
-    index into ``args`` or a name in ``kwargs``.  The awaitable sits in that
-    place until :meth:`fill` puts its result there.
+    index into ``args`` (whose last items are the values of the keywords
+    ``kwnames``) or, for a call given keyword arguments, a name in
+    ``kwargs``.  The awaitable sits in that place until :meth:`fill` puts
+    its result there.
     """
 
     cdef int add(self, object key) except -1:
@@ -690,8 +864,8 @@ cdef class _Call:
         if type(key) is not int:
             self.kwargs[key] = value
             return 0
-        # Positional places are filled in place: the tuple is new, made by
-        # _invoke, and only this call holds it until invoke().
+        # Places are filled in place: the tuple is new, made by _invoke,
+        # and only this call holds it until invoke().
         cdef Py_ssize_t index = key
         cdef PyObject* items = <PyObject*>self.args
         if _Py_REFCNT(items) != 1:
@@ -710,9 +884,11 @@ cdef class _Call:
         self.pending = None
 
     cdef object invoke(self):
-        if self.kwargs:
+        if self.kwargs is not None:
             return PyObject_Call(self.call, self.args, <PyObject*>self.kwargs)
-        return PyObject_Call(self.call, self.args, NULL)
+        return dis_call(
+            self.call, self.args, <PyObject*>self.kwnames if self.kwnames is not None else NULL
+        )
 
 
 cdef int _close_quietly(object obj) except -1:
@@ -737,7 +913,7 @@ async def _set_attributes(ScopedFactory provider, Scope scope, instance):
     if provider._attributes_len == 0:
         return instance
     attributes = _invoke(
-        dict, (), (), 0, {}, provider._attributes, provider._attributes_len, scope, &deferred
+        dict, (), (), 0, None, provider._attributes, provider._attributes_len, scope, None, &deferred
     )
     if deferred:
         while True:
@@ -756,7 +932,7 @@ async def _set_attributes(ScopedFactory provider, Scope scope, instance):
                 (<_Call>attributes).close_rest((<_Call>attributes).filled + 1)
                 raise
             (<_Call>attributes).fill(value)
-        attributes = (<_Call>attributes).kwargs
+        attributes = (<_Call>attributes).invoke()
     for name, value in (<dict>attributes).items():
         setattr(instance, name, value)
     return instance
@@ -877,6 +1053,7 @@ cdef class ScopedFactory(Factory):
             instantiator._kwargs,
             instantiator._kwargs_len,
             current,
+            self._binding,
             deferred,
         )
         if deferred[0]:
@@ -887,7 +1064,7 @@ cdef class ScopedFactory(Factory):
         if self._attributes_len == 0:
             return instance
         attributes = _invoke(
-            dict, (), (), 0, {}, self._attributes, self._attributes_len, current, deferred
+            dict, (), (), 0, None, self._attributes, self._attributes_len, current, None, deferred
         )
         if deferred[0]:
             _close_quietly(attributes)
@@ -1085,6 +1262,7 @@ cdef class ScopedResource(BaseResource):
             self._kwargs if self._kwargs is not None else _NO_ARGS,
             self._kwargs_len,
             current,
+            self._binding,
             deferred,
         )
         if deferred[0]:
