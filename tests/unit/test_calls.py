@@ -11,9 +11,12 @@ import abc
 import dataclasses
 import gc
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from dependency_injector_scoped import containers, providers, scope
 
@@ -42,19 +45,22 @@ class Positional:
 class ReturnsValue:
     def __init__(self, session: Session) -> None:
         self.session = session
-        return 1  # type: ignore[misc]  # noqa: PLE0101
+        return 1  # type: ignore[misc]
+
+
+MADE: list[weakref.ref[Fails]] = []
 
 
 class Fails:
-    instances: list[weakref.ref[Fails]] = []
-
     def __init__(self, session: Session) -> None:
-        Fails.instances.append(weakref.ref(self))
+        MADE.append(weakref.ref(self))
         raise LookupError("no such row")
 
 
 class OwnNew:
-    def __new__(cls, session: Session) -> OwnNew:
+    made_by: str
+
+    def __new__(cls, session: Session) -> Self:
         instance = super().__new__(cls)
         instance.made_by = "__new__"
         return instance
@@ -123,7 +129,11 @@ def test_keyword_and_positional_injections_reach_the_class():
     with c.scope():
         session = c.session()
         keywords = c.keywords()
-        assert (keywords.session, keywords.label, keywords.extra) == (session, "kw", {"colour": "red"})
+        assert (keywords.session, keywords.label, keywords.extra) == (
+            session,
+            "kw",
+            {"colour": "red"},
+        )
         positional = c.positional()
         assert (positional.session, positional.rest) == (session, (1, 2))
         assert c.record() == Record(session)
@@ -142,7 +152,7 @@ def test_an_init_that_returns_a_value_is_refused_as_by_a_direct_call():
 
 def test_an_init_that_raises_propagates_and_frees_the_half_made_instance():
     c = Calls()
-    Fails.instances.clear()
+    MADE.clear()
     with c.scope():
         with pytest.raises(LookupError, match="no such row"):
             c.fails()
@@ -150,8 +160,8 @@ def test_an_init_that_raises_propagates_and_frees_the_half_made_instance():
         with pytest.raises(LookupError):
             c.fails()
     gc.collect()
-    assert len(Fails.instances) == 2
-    assert all(ref() is None for ref in Fails.instances)
+    assert len(MADE) == 2
+    assert all(ref() is None for ref in MADE)
 
 
 def test_classes_with_their_own_new_or_metaclass_are_called_as_they_are():
@@ -231,7 +241,11 @@ async def test_awaited_keyword_injections_fill_their_places():
     async with c.scope():
         keywords = await c.keywords()
         session = await c.session()
-        assert (keywords.session, keywords.label, keywords.extra) == (session, "kw", {"colour": "red"})
+        assert (keywords.session, keywords.label, keywords.extra) == (
+            session,
+            "kw",
+            {"colour": "red"},
+        )
         positional = await c.positional()
         assert (positional.session, positional.rest) == (session, (1, 2))
 
