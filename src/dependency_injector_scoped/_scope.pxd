@@ -105,6 +105,8 @@ cdef class Scope:
     cdef Scope _named_above
     cdef dict _values
     cdef dict _instances
+    # The finalisers, in the order registered: one alone in _closer, more in _closers.
+    cdef Closer _closer
     cdef list _closers
     cdef Plan _plan
     cdef readonly int state
@@ -124,6 +126,9 @@ cdef class Scope:
     cdef int settle(self, Creation creation, object value) except -1
     cdef int abandon(self, Creation creation, object error) except -1
     cdef bint add_closer(self, Closer closer) except -1
+    cdef bint _has_closers(self)
+    cdef Closer _last_closer(self)
+    cdef Closer _pop_closer(self)
     cdef object closed_error(self, object provider)
 
     cdef int _open(self, int mode) except -1

@@ -515,6 +515,10 @@ cdef Ready ready(object value):
     return result
 
 
+# What a close that had nothing to await returns (a Ready holds no state).
+cdef Ready _READY_NONE = ready(None)
+
+
 # Plans --------------------------------------------------------------------
 
 # Bumped whenever an override may have changed some container's scoped graph;
@@ -958,7 +962,7 @@ cdef class Scope:
 
     def __aexit__(self, exc_type, exc, traceback):
         closing = self._close(exc, True, True)
-        return ready(None) if closing is None else awaiting(closing)
+        return _READY_NONE if closing is None else awaiting(closing)
 
     def init(self):
         """Open the scope in this context and create its eager resources.
@@ -992,7 +996,7 @@ cdef class Scope:
         another scope's instances.  Call ``_leave()`` afterwards.
         """
         closing = self._close(exc, _get_running_loop() is not None, False)
-        return ready(None) if closing is None else awaiting(closing)
+        return _READY_NONE if closing is None else awaiting(closing)
 
     def _leave(self):
         """Restore the context as it was before the scope opened (after ``_close_in_place``)."""
@@ -1173,11 +1177,29 @@ cdef class Scope:
         """Register a finaliser; False if the scope is no longer open (discard it then)."""
         if self.state != STATE_OPEN:
             return False
-        if self._closers is None:
-            self._closers = [closer]
-        else:
+        if self._closers is not None:
             self._closers.append(closer)
+        elif self._closer is None:
+            # One finaliser, the common case, needs no list.
+            self._closer = closer
+        else:
+            self._closers = [self._closer, closer]
+            self._closer = None
         return True
+
+    cdef inline bint _has_closers(self):
+        return self._closer is not None or bool(self._closers)
+
+    cdef inline Closer _last_closer(self):
+        """The finaliser to run next (the last one registered)."""
+        return self._closer if self._closer is not None else <Closer>self._closers[-1]
+
+    cdef inline Closer _pop_closer(self):
+        cdef Closer closer = self._closer
+        if closer is not None:
+            self._closer = None
+            return closer
+        return <Closer>self._closers.pop()
 
     cdef object closed_error(self, object provider):
         if self.state == STATE_CLOSING:
@@ -1290,11 +1312,11 @@ cdef class Scope:
         closing.exc = exc
         closing.current = exc
         closing.detach = detach
-        while self._closers:
-            closer = <Closer>self._closers[-1]
+        while self._has_closers():
+            closer = self._last_closer()
             if asynchronous and (closer.kind > 10 or closer.in_thread):
                 return self._close_async(closing)
-            self._closers.pop()
+            self._pop_closer()
             closing.run(closer)
         self._finish(closing)
         return None
@@ -1302,8 +1324,8 @@ cdef class Scope:
     async def _close_async(self, _Closing closing):
         cdef Closer closer
         cdef list batch
-        while self._closers:
-            closer = <Closer>self._closers.pop()
+        while self._has_closers():
+            closer = self._pop_closer()
             if closer.kind == CLOSE_ASYNC_GENERATOR and closing.current is None:
                 # The common case inline (what Closer.aclose does): no coroutine of its own.
                 try:
@@ -1321,11 +1343,11 @@ cdef class Scope:
                     closing.failed(closer.provider, error)
             elif closer.in_thread:
                 batch = [closer]
-                while self._closers:
-                    closer = <Closer>self._closers[-1]
+                while self._has_closers():
+                    closer = self._last_closer()
                     if closer.kind > 10 or not closer.in_thread:
                         break
-                    batch.append(self._closers.pop())
+                    batch.append(self._pop_closer())
                 await _in_thread(closing, batch)
             else:
                 closing.run(closer)
@@ -1343,6 +1365,7 @@ cdef class Scope:
         # keep the request's instances and values with it.
         PyDict_Clear(self._instances)
         self._values = None
+        self._closer = None
         self._closers = None
         # The last result an await took may be this scope's; nothing keeps it.
         dis_release_stop()
@@ -1361,10 +1384,11 @@ cdef class Scope:
             ) from None
 
     def __dealloc__(self):
-        if self.state == STATE_OPEN and self._closers:
+        if self.state == STATE_OPEN and self._has_closers():
             # svcs-style warning: resources held by a scope nobody closed.
+            count = len(self._closers) if self._closers is not None else 1
             warn(
-                f"A scope was garbage-collected while open: {len(self._closers)} "
+                f"A scope was garbage-collected while open: {count} "
                 "resource(s) were never finalised. Close scopes with `with`, "
                 "`async with` or shutdown().",
                 ResourceWarning,

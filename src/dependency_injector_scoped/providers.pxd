@@ -18,15 +18,24 @@ cdef class Binding:
     cdef Binding copy(self)
 
 
+cdef enum:
+    CALL_PLACES = 4
+
+
 cdef class _Call:
     cdef object call
     cdef tuple args
     cdef tuple kwnames
     cdef dict kwargs
+    # Where the awaitable injections wait (see the class): ``count`` places,
+    # the first ``filled`` of them filled.
+    cdef Py_ssize_t places[CALL_PLACES]
     cdef list pending
+    cdef Py_ssize_t count
     cdef Py_ssize_t filled
 
     cdef int add(self, object key) except -1
+    cdef int drop(self, object name) except -1
     cdef object _awaitable_at(self, Py_ssize_t position)
     cdef object next_pending(self)
     cdef int fill(self, object value) except -1

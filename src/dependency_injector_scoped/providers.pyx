@@ -808,9 +808,9 @@ cdef object _invoke_with_kwargs(
             awaitable = is_awaitable(value)
         else:
             value = _inject(injection, current, &awaitable)
-        if pending_call is not None and name in pending_call.pending:
+        if pending_call is not None and pending_call.pending is not None and name in pending_call.pending:
             # A later injection of the name replaces an awaitable one.
-            pending_call.pending.remove(name)
+            pending_call.drop(name)
             _close_quietly(kwargs[name])
         kwargs[name] = value
         if awaitable:
@@ -833,20 +833,34 @@ cdef object _invoke_with_kwargs(
 cdef class _Call:
     """A call whose awaitable injections are awaited first, one after the other.
 
-    ``pending`` lists, in order, where each awaitable injection waits: an
+    Its places list, in order, where each awaitable injection waits: an
     index into ``args`` (whose last items are the values of the keywords
     ``kwnames``) or, for a call given keyword arguments, a name in
-    ``kwargs``.  The awaitable sits in that place until :meth:`fill` puts
+    ``kwargs``.  A few indexes are kept in ``places``, more and names in
+    ``pending``.  The awaitable sits in its place until :meth:`fill` puts
     its result there.
     """
 
     cdef int add(self, object key) except -1:
+        cdef Py_ssize_t position
+        if self.pending is None and type(key) is int and self.count < CALL_PLACES:
+            # Up to CALL_PLACES indexes are kept inline, without a list.
+            self.places[self.count] = key
+            self.count += 1
+            return 0
         if self.pending is None:
-            self.pending = [key]
-        else:
-            self.pending.append(key)
+            self.pending = [self.places[position] for position in range(self.count)]
+        self.pending.append(key)
+        self.count += 1
+
+    cdef int drop(self, object name) except -1:
+        """Forget the place ``name``: a later injection of the name replaced its awaitable."""
+        self.pending.remove(name)
+        self.count -= 1
 
     cdef object _awaitable_at(self, Py_ssize_t position):
+        if self.pending is None:
+            return self.args[self.places[position]]
         key = self.pending[position]
         if type(key) is int:
             return self.args[<Py_ssize_t>key]
@@ -854,19 +868,24 @@ cdef class _Call:
 
     cdef object next_pending(self):
         """The next awaitable to await, or None when all are filled."""
-        if self.pending is None or self.filled == len(self.pending):
+        if self.filled >= self.count:
             return None
         return self._awaitable_at(self.filled)
 
     cdef int fill(self, object value) except -1:
-        key = self.pending[self.filled]
+        cdef Py_ssize_t index
+        if self.pending is None:
+            index = self.places[self.filled]
+        else:
+            key = self.pending[self.filled]
+            if type(key) is not int:
+                self.filled += 1
+                self.kwargs[key] = value
+                return 0
+            index = key
         self.filled += 1
-        if type(key) is not int:
-            self.kwargs[key] = value
-            return 0
         # Places are filled in place: the tuple is new, made by _invoke,
         # and only this call holds it until invoke().
-        cdef Py_ssize_t index = key
         cdef PyObject* items = <PyObject*>self.args
         if _Py_REFCNT(items) != 1:
             self.args = tuple(list(self.args))
@@ -877,11 +896,10 @@ cdef class _Call:
     cdef int close_rest(self, Py_ssize_t start) except -1:
         """Close the awaitables from ``start`` on, which will never be awaited."""
         cdef Py_ssize_t position
-        if self.pending is None:
-            return 0
-        for position in range(start, len(self.pending)):
+        for position in range(start, self.count):
             _close_quietly(self._awaitable_at(position))
         self.pending = None
+        self.count = 0
 
     cdef object invoke(self):
         if self.kwargs is not None:
