@@ -34,6 +34,7 @@ cdef class _Call:
     cdef Py_ssize_t count
     cdef Py_ssize_t filled
 
+    cdef int add_place(self, Py_ssize_t index) except -1
     cdef int add(self, object key) except -1
     cdef int drop(self, object name) except -1
     cdef object _awaitable_at(self, Py_ssize_t position)

@@ -722,7 +722,7 @@ cdef object _invoke(
             awaitable = False
             if pending_call is None:
                 pending_call = _Call.__new__(_Call)
-            pending_call.add(index)
+            pending_call.add_place(index)
         Py_INCREF(value)
         PyTuple_SetItem(values, index, value)
     for index in range(extra):
@@ -736,7 +736,7 @@ cdef object _invoke(
             awaitable = False
             if pending_call is None:
                 pending_call = _Call.__new__(_Call)
-            pending_call.add(base + index)
+            pending_call.add_place(base + index)
         Py_INCREF(value)
         PyTuple_SetItem(values, base + index, value)
     if pending_call is None:
@@ -782,7 +782,7 @@ cdef object _invoke_with_kwargs(
                 awaitable = False
                 if pending_call is None:
                     pending_call = _Call.__new__(_Call)
-                pending_call.add(index)
+                pending_call.add_place(index)
             Py_INCREF(value)
             PyTuple_SetItem(positional, index, value)
         for index in range(extra):
@@ -841,13 +841,18 @@ cdef class _Call:
     its result there.
     """
 
-    cdef int add(self, object key) except -1:
-        cdef Py_ssize_t position
-        if self.pending is None and type(key) is int and self.count < CALL_PLACES:
+    cdef int add_place(self, Py_ssize_t index) except -1:
+        """Note that an awaitable waits at ``args[index]``."""
+        if self.pending is None and self.count < CALL_PLACES:
             # Up to CALL_PLACES indexes are kept inline, without a list.
-            self.places[self.count] = key
+            self.places[self.count] = index
             self.count += 1
             return 0
+        return self.add(index)
+
+    cdef int add(self, object key) except -1:
+        """Note that an awaitable waits at ``key``: an index into ``args`` or a name in ``kwargs``."""
+        cdef Py_ssize_t position
         if self.pending is None:
             self.pending = [self.places[position] for position in range(self.count)]
         self.pending.append(key)
