@@ -41,9 +41,19 @@ def run(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
+#: the cases that run a peer, installed with requirements/bench.txt only
+PEER_CASES = {"dcycle": "dishka", "adcycle": "dishka"}
+
+
 def test_every_case_of_the_table_runs(table: ModuleType) -> None:
-    """Each case the table needs runs in callgrind_cases.py (a few repetitions, no valgrind)."""
+    """Each case the table needs runs in callgrind_cases.py (a few repetitions, no valgrind).
+
+    A case of a peer that is not installed is left out, as the benchmarks report it.
+    """
+    assert set(PEER_CASES) <= set(table.CASES)
     for case in table.CASES:
+        if case in PEER_CASES and importlib.util.find_spec(PEER_CASES[case]) is None:
+            continue
         done = subprocess.run(
             [sys.executable, str(CASES), case, "3"],
             capture_output=True,
