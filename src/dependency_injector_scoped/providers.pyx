@@ -92,9 +92,11 @@ cdef extern from *:
        positional.  A class with object's __new__ and a Python __init__ is
        instantiated by calling the two directly: type.__call__ would pack the
        arguments into a tuple and a dict and unpack them again. */
+    #ifndef Py_LIMITED_API
     #define DIS_CALL_STACK 16
     static PyObject *dis_init_name = NULL;
     static PyObject *dis_empty_args = NULL;
+    #endif
 
     static PyObject *dis_call(PyObject *callable, PyObject *values, PyObject *kwnames) {
         Py_ssize_t size = PyTuple_Size(values);
