@@ -706,13 +706,13 @@ cdef object _invoke(
     cdef bint awaitable = False
     cdef _Call pending_call = None
     cdef object value
-
     cdef tuple names = None
+
     if not inj_args_len and not inj_kwargs_len and not kwargs:
         return dis_call(call, args, NULL)
     if inj_kwargs_len and not kwargs:
         names = _kwnames(inj_kwargs, inj_kwargs_len, cache)
-    if kwargs or names is None and inj_kwargs_len:
+    if kwargs or (inj_kwargs_len and names is None):
         return _invoke_with_kwargs(
             call, args, inj_args, inj_args_len, kwargs, inj_kwargs, inj_kwargs_len, current, deferred
         )
