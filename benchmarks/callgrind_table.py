@@ -28,12 +28,14 @@ import sys
 import tempfile
 from typing import Any
 
+import report
+from report import TIMES
+
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE.parent / "README.md"
 START, END = "<!-- callgrind:start -->", "<!-- callgrind:end -->"
 COMMAND = "python benchmarks/callgrind_table.py PYTHON... --write-readme"
-TIMES = "\u00d7"  # the multiplication sign the README writes ratios with
 
 #: (label, ours, baseline, target) of each row's columns
 COLUMNS: tuple[tuple[str, str, str, float | None], ...] = (
@@ -170,14 +172,6 @@ def section(documents: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def rewrite_readme(readme: pathlib.Path, text: str) -> None:
-    content = readme.read_text()
-    start, end = content.find(START), content.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"{readme} has no {START} ... {END} section to rewrite")
-    readme.write_text(content[:start] + text + content[end + len(END) :])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pythons", nargs="*", help="interpreters to count on")
@@ -202,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(load_all(options.output_dir))
     print(text)
     if options.write_readme:
-        rewrite_readme(options.readme, text)
+        report.rewrite_readme(options.readme, text, START, END)
         print(f"rewrote the callgrind section of {options.readme}")
     return 0
 

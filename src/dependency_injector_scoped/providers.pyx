@@ -99,10 +99,10 @@ cdef extern from *:
     #endif
 
     static PyObject *dis_call(PyObject *callable, PyObject *values, PyObject *kwnames) {
-        Py_ssize_t size = PyTuple_Size(values);
-        Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_Size(kwnames);
-        Py_ssize_t nargs = size - nkw;
     #ifndef Py_LIMITED_API
+        Py_ssize_t size = PyTuple_GET_SIZE(values);
+        Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+        Py_ssize_t nargs = size - nkw;
         PyObject *const *stack = &PyTuple_GET_ITEM(values, 0);
         if (Py_IS_TYPE(callable, &PyType_Type)
                 && ((PyTypeObject *)callable)->tp_new == PyBaseObject_Type.tp_new
@@ -145,6 +145,8 @@ cdef extern from *:
         }
         return PyObject_Vectorcall(callable, stack, (size_t)nargs, kwnames);
     #else
+        Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_Size(kwnames);
+        Py_ssize_t nargs = PyTuple_Size(values) - nkw;
         PyObject *args, *kwargs = NULL, *result;
         Py_ssize_t i;
         if (nkw == 0) return PyObject_Call(callable, values, NULL);
@@ -701,46 +703,48 @@ cdef object _invoke(
     values, named by a tuple kept in ``cache``.
     """
     cdef Py_ssize_t index
-    cdef Py_ssize_t extra
-    cdef Py_ssize_t base
+    cdef Py_ssize_t place
+    cdef Py_ssize_t extra = len(args)
+    cdef int keywords = inj_kwargs_len
     cdef bint awaitable = False
     cdef _Call pending_call = None
+    cdef Injection injection
     cdef object value
     cdef tuple names = None
+    cdef bint by_dict
 
     if not inj_args_len and not inj_kwargs_len and not kwargs:
         return dis_call(call, args, NULL)
     if inj_kwargs_len and not kwargs:
         names = _kwnames(inj_kwargs, inj_kwargs_len, cache)
-    if kwargs or (inj_kwargs_len and names is None):
-        return _invoke_with_kwargs(
-            call, args, inj_args, inj_args_len, kwargs, inj_kwargs, inj_kwargs_len, current, deferred
-        )
-    extra = len(args)
-    values = PyTuple_New(inj_args_len + extra + inj_kwargs_len)
-    for index in range(inj_args_len):
-        value = _inject(<Injection>inj_args[index], current, &awaitable)
+    # A dict of keyword arguments instead: the keyword injections go in it.
+    by_dict = bool(kwargs) or (inj_kwargs_len != 0 and names is None)
+    if by_dict:
+        keywords = 0
+    values = PyTuple_New(inj_args_len + extra + keywords)
+    for index in range(inj_args_len + keywords):
+        if index < inj_args_len:
+            injection = <Injection>inj_args[index]
+            place = index
+        else:
+            injection = <Injection>inj_kwargs[index - inj_args_len]
+            place = index + extra
+        value = _inject(injection, current, &awaitable)
         if awaitable:
             awaitable = False
             if pending_call is None:
                 pending_call = _Call.__new__(_Call)
-            pending_call.add_place(index)
+            pending_call.add_place(place)
         Py_INCREF(value)
-        PyTuple_SetItem(values, index, value)
+        PyTuple_SetItem(values, place, value)
     for index in range(extra):
         value = args[index]
         Py_INCREF(value)
         PyTuple_SetItem(values, inj_args_len + index, value)
-    base = inj_args_len + extra
-    for index in range(inj_kwargs_len):
-        value = _inject(<Injection>inj_kwargs[index], current, &awaitable)
-        if awaitable:
-            awaitable = False
-            if pending_call is None:
-                pending_call = _Call.__new__(_Call)
-            pending_call.add_place(base + index)
-        Py_INCREF(value)
-        PyTuple_SetItem(values, base + index, value)
+    if by_dict:
+        return _invoke_with_kwargs(
+            call, values, pending_call, kwargs, inj_kwargs, inj_kwargs_len, current, deferred
+        )
     if pending_call is None:
         return dis_call(call, values, <PyObject*>names if names is not None else NULL)
     deferred[0] = True
@@ -753,45 +757,26 @@ cdef object _invoke(
 cdef object _invoke_with_kwargs(
         object call,
         tuple args,
-        tuple inj_args,
-        int inj_args_len,
+        _Call pending_call,
         dict kwargs,
         tuple inj_kwargs,
         int inj_kwargs_len,
         object current,
         bint* deferred,
 ):
-    """:func:`_invoke` with a dict of keyword arguments.
+    """The rest of :func:`_invoke` with a dict of keyword arguments.
 
     For a call given keyword arguments, which override and prefix
     injections; or for injections that repeat a name, the last one winning.
+    ``args`` holds the positional arguments, laid out, and ``pending_call``
+    the places among them where an awaitable waits.
     """
     cdef Py_ssize_t index
-    cdef Py_ssize_t extra
     cdef bint awaitable = False
-    cdef _Call pending_call = None
     cdef object value
     cdef object name
     cdef NamedInjection injection
     cdef dict prefixed
-
-    if inj_args_len:
-        extra = len(args)
-        positional = PyTuple_New(inj_args_len + extra)
-        for index in range(inj_args_len):
-            value = _inject(<Injection>inj_args[index], current, &awaitable)
-            if awaitable:
-                awaitable = False
-                if pending_call is None:
-                    pending_call = _Call.__new__(_Call)
-                pending_call.add_place(index)
-            Py_INCREF(value)
-            PyTuple_SetItem(positional, index, value)
-        for index in range(extra):
-            value = args[index]
-            Py_INCREF(value)
-            PyTuple_SetItem(positional, inj_args_len + index, value)
-        args = <tuple>positional
 
     if kwargs:
         kwargs, prefixed = _separate_prefixed_kwargs(kwargs)
