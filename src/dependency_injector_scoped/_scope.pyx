@@ -221,6 +221,89 @@ cdef extern from *:
     #endif
     }
 
+    /* One step of an awaitable: 0 when ``step`` suspended (``*out``: what it
+       yields), 1 when it returned (``*out``: its result), 2 when it raised
+       StopAsyncIteration (cleared), 3 when it raised anything else (``*out``:
+       the exception, cleared).  Nothing is left raised. */
+    static int dis_send(PyObject *step, PyObject *arg, PyObject **out) {
+        PySendResult sent = PyIter_Send(step, arg, out);
+        if (sent == PYGEN_NEXT) {
+            return 0;
+        }
+        if (sent == PYGEN_RETURN) {
+            return 1;
+        }
+        if (PyErr_ExceptionMatches(PyExc_StopAsyncIteration)) {
+            PyErr_Clear();
+            return 2;
+        }
+    #if PY_VERSION_HEX >= 0x030C0000
+        *out = PyErr_GetRaisedException();
+    #else
+        {
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            if (traceback != NULL) {
+                PyException_SetTraceback(value, traceback);
+            }
+            Py_XDECREF(type);
+            Py_XDECREF(traceback);
+            *out = value;
+        }
+    #endif
+        return 3;
+    }
+
+    /* A finalising awaitable's step (``_finalising_advance``): 0 when it
+       suspends (``*out``: what it yields), 1 when the close is done, -1 on an
+       error.  Set once, when the module initialises. */
+    static int (*dis_finalising_advance)(PyObject *, PyObject *, PyObject **) = NULL;
+
+    #ifndef Py_LIMITED_API
+    static PyObject *dis_finalising_iternext(PyObject *self) {
+        PyObject *out = NULL;
+        if (dis_finalising_advance(self, Py_None, &out) == 0) {
+            return out;
+        }
+        return NULL;  /* done (the result is None), or the error */
+    }
+
+    static PySendResult dis_finalising_am_send(PyObject *self, PyObject *arg, PyObject **result) {
+        int advanced = dis_finalising_advance(self, arg, result);
+        if (advanced == 0) {
+            return PYGEN_NEXT;
+        }
+        if (advanced == 1) {
+            Py_INCREF(Py_None);
+            *result = Py_None;
+            return PYGEN_RETURN;
+        }
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    #endif
+
+    static int dis_install_finalising_slots(PyObject *type, void *advance) {
+        dis_finalising_advance = (int (*)(PyObject *, PyObject *, PyObject **))advance;
+    #ifdef Py_LIMITED_API
+        (void)type;
+        return 0;
+    #else
+        PyTypeObject *cls = (PyTypeObject *)type;
+        if (cls->tp_as_async == NULL) {
+            return 0;
+        }
+        cls->tp_iternext = dis_finalising_iternext;
+        cls->tp_as_async->am_send = dis_finalising_am_send;
+    #ifdef Py_TPFLAGS_HAVE_AM_SEND
+        cls->tp_flags |= Py_TPFLAGS_HAVE_AM_SEND;
+    #endif
+        PyType_Modified(cls);
+        return 1;
+    #endif
+    }
+
     static int dis_install_ready_iternext(PyObject *type) {
     #ifdef Py_LIMITED_API
         (void)type;
@@ -258,6 +341,8 @@ cdef extern from *:
     void Py_LeaveRecursiveCall()
     int dis_install_ready_iternext(object type) except -1
     int dis_install_pending_slots(object type) except -1
+    int dis_install_finalising_slots(object type, void* advance) except -1
+    int dis_send(object step, object arg, PyObject** out) noexcept
     void dis_release_stop()
     void* dis_current_context()
 
@@ -474,6 +559,152 @@ cdef Pending awaiting(object coro):
     cdef Pending result = Pending.__new__(Pending)
     result.coro = coro
     return result
+
+
+@cython.final
+@cython.freelist(8)
+cdef class _Finalising:
+    """What an asynchronous close returns when its one finaliser is an async generator.
+
+    The common case of a request: one session, nothing failed.  It steps the
+    generator itself, as :class:`Pending` steps a coroutine, then finishes
+    the scope: no coroutine of its own and no ``anext`` wrapper.  A generator
+    that yields again is closed by a coroutine, which it then runs.
+    """
+
+    cdef Scope scope
+    cdef _Closing closing
+    cdef Closer closer
+    # The generator's step, or the coroutine that finishes an unstopped one.
+    cdef object step
+    cdef bint stepping
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        """Resume the finaliser with ``value``."""
+        cdef PyObject* out = NULL
+        if _finalising_advance(self, value, &out) == 0:
+            return _taken(out)
+        raise StopIteration
+
+    def throw(self, typ, value=None, traceback=None):
+        """Raise an exception in the finaliser where it waits."""
+        cdef PyObject* out = NULL
+        cdef int sent
+        if self.step is None:
+            if value is None:
+                raise typ
+            raise value
+        try:
+            if traceback is not None:
+                outcome = self.step.throw(typ, value, traceback)
+            elif value is not None:
+                outcome = self.step.throw(typ, value)
+            else:
+                outcome = self.step.throw(typ)
+            sent = 0
+        except StopIteration as stop:
+            outcome = stop.value
+            sent = 1
+        except StopAsyncIteration:
+            outcome = None
+            sent = 2
+        except BaseException as error:
+            outcome = error
+            sent = 3
+        if sent == 0:
+            return outcome
+        if _finalising_stepped(self, sent, outcome, &out) == 0:
+            return _taken(out)
+        raise StopIteration
+
+    def close(self):
+        """Interrupt the finaliser with ``GeneratorExit``; the scope finishes closing."""
+        if self.step is None:
+            return
+        try:
+            self.throw(GeneratorExit)
+        except (GeneratorExit, StopIteration):
+            return
+        raise RuntimeError("the scope's finaliser ignored GeneratorExit")
+
+    def __repr__(self):
+        return f"<closing {self.scope!r}>"
+
+
+_AbcCoroutine.register(_Finalising)
+
+
+cdef inline object _taken(PyObject* out):
+    """The object of a new reference (the reference is taken over)."""
+    result = <object>out
+    Py_DECREF(result)
+    return result
+
+
+cdef object _finalising(Scope scope, _Closing closing, Closer closer):
+    cdef _Finalising result = _Finalising.__new__(_Finalising)
+    result.scope = scope
+    result.closing = closing
+    result.closer = closer
+    result.step = next_step(closer.obj)
+    result.stepping = True
+    return result
+
+
+cdef int _finalising_advance(object awaitable, object value, PyObject** out) except -1:
+    """Send ``value`` to the finaliser: 0 when it suspends (``out``), 1 when the close is done."""
+    cdef _Finalising self = <_Finalising>awaitable
+    if self.step is None:
+        raise RuntimeError("cannot reuse the already awaited close of a scope")
+    out[0] = NULL
+    cdef int sent = dis_send(self.step, value, out)
+    if sent == 0:
+        return 0
+    outcome = None
+    if out[0] is not NULL:
+        outcome = _taken(out[0])
+        out[0] = NULL
+    return _finalising_stepped(self, sent, outcome, out)
+
+
+cdef int _finalising_stepped(_Finalising self, int sent, object outcome, PyObject** out) except -1:
+    """Go on from a step that ended (``sent`` and ``outcome`` as :c:func:`dis_send` reports them)."""
+    if not self.stepping:
+        # The coroutine that closes an unstopped generator finished the scope.
+        self.step = None
+        if sent == 3:
+            raise outcome
+        return 1
+    if sent == 1:
+        # The generator yielded again instead of stopping.
+        self.stepping = False
+        self.step = _close_unstopped(self.scope, self.closing, self.closer)
+        return _finalising_advance(self, None, out)
+    self.step = None
+    if sent == 3:
+        self.closing.failed(self.closer.provider, outcome)
+    self.closer = None
+    self.scope._finish(self.closing)
+    return 1
+
+
+dis_install_finalising_slots(_Finalising, <void*>_finalising_advance)
+
+
+async def _close_unstopped(Scope scope, _Closing closing, Closer closer):
+    """Finish a close whose async generator yielded again instead of stopping."""
+    try:
+        await closer.obj.aclose()
+        raise generator_error(closer.provider, True, False)
+    except BaseException as error:
+        closing.failed(closer.provider, error)
+    scope._finish(closing)
 
 
 cdef extern from *:
@@ -962,7 +1193,7 @@ cdef class Scope:
 
     def __aexit__(self, exc_type, exc, traceback):
         closing = self._close(exc, True, True)
-        return _READY_NONE if closing is None else awaiting(closing)
+        return _READY_NONE if closing is None else closing
 
     def init(self):
         """Open the scope in this context and create its eager resources.
@@ -996,7 +1227,7 @@ cdef class Scope:
         another scope's instances.  Call ``_leave()`` afterwards.
         """
         closing = self._close(exc, _get_running_loop() is not None, False)
-        return _READY_NONE if closing is None else awaiting(closing)
+        return _READY_NONE if closing is None else closing
 
     def _leave(self):
         """Restore the context as it was before the scope opened (after ``_close_in_place``)."""
@@ -1315,7 +1546,15 @@ cdef class Scope:
         while self._has_closers():
             closer = self._last_closer()
             if asynchronous and (closer.kind > 10 or closer.in_thread):
-                return self._close_async(closing)
+                if (
+                    closer.kind == CLOSE_ASYNC_GENERATOR
+                    and closing.current is None
+                    and self._closer is not None
+                ):
+                    # Its only finaliser, and nothing failed: the common case.
+                    self._closer = None
+                    return _finalising(self, closing, closer)
+                return awaiting(self._close_async(closing))
             self._pop_closer()
             closing.run(closer)
         self._finish(closing)
