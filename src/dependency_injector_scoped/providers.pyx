@@ -20,7 +20,7 @@ from dependency_injector.providers import _resolve_string_import
 
 cimport cython
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject, _Py_REFCNT
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject, _Py_REFCNT
 from cpython.tuple cimport PyTuple_New, PyTuple_SetItem
 
 from dependency_injector.providers cimport (
@@ -87,23 +87,25 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* Call ``callable`` with the items of ``values``: the last ones are the
-       keyword arguments named by ``kwnames`` (NULL: none), the rest are
-       positional.  A class with object's __new__ and a Python __init__ is
-       instantiated by calling the two directly: type.__call__ would pack the
-       arguments into a tuple and a dict and unpack them again. */
-    #ifndef Py_LIMITED_API
+    /* Calls of what scoped providers provide.  A class with object's __new__
+       and a Python __init__ is instantiated by calling the two directly:
+       type.__call__ would pack the arguments into a tuple and a dict and
+       unpack them again.  DIS_CALL_STACK bounds the arguments a call lays
+       out on the C stack. */
     #define DIS_CALL_STACK 16
+    #ifndef Py_LIMITED_API
     static PyObject *dis_init_name = NULL;
     static PyObject *dis_empty_args = NULL;
     #endif
 
-    static PyObject *dis_call(PyObject *callable, PyObject *values, PyObject *kwnames) {
+    /* Call ``callable`` with the ``size`` arguments at ``stack``: the last
+       ones are the keyword arguments named by ``kwnames`` (NULL: none), the
+       rest are positional. */
+    static PyObject *dis_vcall(PyObject *callable, PyObject *const *stack, Py_ssize_t size,
+                               PyObject *kwnames) {
     #ifndef Py_LIMITED_API
-        Py_ssize_t size = PyTuple_GET_SIZE(values);
         Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
         Py_ssize_t nargs = size - nkw;
-        PyObject *const *stack = &PyTuple_GET_ITEM(values, 0);
         if (Py_IS_TYPE(callable, &PyType_Type)
                 && ((PyTypeObject *)callable)->tp_new == PyBaseObject_Type.tp_new
                 && size < DIS_CALL_STACK) {
@@ -146,6 +148,36 @@ cdef extern from *:
         return PyObject_Vectorcall(callable, stack, (size_t)nargs, kwnames);
     #else
         Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_Size(kwnames);
+        Py_ssize_t nargs = size - nkw;
+        PyObject *args, *kwargs = NULL, *result = NULL;
+        Py_ssize_t i;
+        args = PyTuple_New(nargs);
+        if (args == NULL) return NULL;
+        for (i = 0; i < nargs; i++) {
+            Py_INCREF(stack[i]);
+            PyTuple_SetItem(args, i, stack[i]);
+        }
+        if (nkw) {
+            kwargs = PyDict_New();
+            if (kwargs == NULL) goto done;
+            for (i = 0; i < nkw; i++) {
+                if (PyDict_SetItem(kwargs, PyTuple_GetItem(kwnames, i), stack[nargs + i]) < 0) goto done;
+            }
+        }
+        result = PyObject_Call(callable, args, kwargs);
+    done:
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
+        return result;
+    #endif
+    }
+
+    /* dis_vcall with the items of the tuple ``values``. */
+    static PyObject *dis_call(PyObject *callable, PyObject *values, PyObject *kwnames) {
+    #ifndef Py_LIMITED_API
+        return dis_vcall(callable, &PyTuple_GET_ITEM(values, 0), PyTuple_GET_SIZE(values), kwnames);
+    #else
+        Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_Size(kwnames);
         Py_ssize_t nargs = PyTuple_Size(values) - nkw;
         PyObject *args, *kwargs = NULL, *result;
         Py_ssize_t i;
@@ -168,8 +200,20 @@ cdef extern from *:
         return NULL;
     #endif
     }
+
+    /* Put ``value`` in a new tuple's empty slot (steals the reference). */
+    static void dis_tuple_fill(PyObject *tuple, Py_ssize_t index, PyObject *value) {
+    #ifndef Py_LIMITED_API
+        PyTuple_SET_ITEM(tuple, index, value);
+    #else
+        PyTuple_SetItem(tuple, index, value);
+    #endif
+    }
     """
     object dis_call(object callable, object values, PyObject* kwnames)
+    object dis_vcall(object callable, PyObject** stack, Py_ssize_t size, PyObject* kwnames)
+    void dis_tuple_fill(object tuple, Py_ssize_t index, PyObject* value)
+    const Py_ssize_t DIS_CALL_STACK
 
 # dependency-injector's async-mode values.
 cdef int ASYNC_MODE_UNDEFINED = 0
@@ -712,6 +756,8 @@ cdef object _invoke(
     cdef object value
     cdef tuple names = None
     cdef bint by_dict
+    cdef Py_ssize_t size
+    cdef PyObject* stack[DIS_CALL_STACK]
 
     if not inj_args_len and not inj_kwargs_len and not kwargs:
         return dis_call(call, args, NULL)
@@ -721,6 +767,73 @@ cdef object _invoke(
     by_dict = bool(kwargs) or (inj_kwargs_len != 0 and names is None)
     if by_dict:
         keywords = 0
+    size = inj_args_len + extra + keywords
+    if by_dict or size >= DIS_CALL_STACK:
+        return _invoke_in_tuple(
+            call, args, inj_args, inj_args_len, kwargs, inj_kwargs, inj_kwargs_len,
+            keywords, names, by_dict, current, deferred,
+        )
+    # Laid out on the C stack: a tuple only for a call that must wait.
+    for index in range(size):
+        stack[index] = NULL
+    try:
+        for index in range(inj_args_len + keywords):
+            if index < inj_args_len:
+                injection = <Injection>inj_args[index]
+                place = index
+            else:
+                injection = <Injection>inj_kwargs[index - inj_args_len]
+                place = index + extra
+            value = _inject(injection, current, &awaitable)
+            if awaitable:
+                awaitable = False
+                if pending_call is None:
+                    pending_call = _Call.__new__(_Call)
+                pending_call.add_place(place)
+            Py_INCREF(value)
+            stack[place] = <PyObject*>value
+        for index in range(extra):
+            value = args[index]
+            Py_INCREF(value)
+            stack[inj_args_len + index] = <PyObject*>value
+        if pending_call is None:
+            return dis_vcall(call, stack, size, <PyObject*>names if names is not None else NULL)
+        values = PyTuple_New(size)
+        for index in range(size):
+            dis_tuple_fill(values, index, stack[index])
+            stack[index] = NULL
+    finally:
+        for index in range(size):
+            Py_XDECREF(stack[index])
+    deferred[0] = True
+    pending_call.call = call
+    pending_call.args = values
+    pending_call.kwnames = names
+    return pending_call
+
+
+cdef object _invoke_in_tuple(
+        object call,
+        tuple args,
+        tuple inj_args,
+        int inj_args_len,
+        dict kwargs,
+        tuple inj_kwargs,
+        int inj_kwargs_len,
+        int keywords,
+        tuple names,
+        bint by_dict,
+        object current,
+        bint* deferred,
+):
+    """:func:`_invoke` for a call with a dict of keyword arguments or many arguments."""
+    cdef Py_ssize_t index
+    cdef Py_ssize_t place
+    cdef Py_ssize_t extra = len(args)
+    cdef bint awaitable = False
+    cdef _Call pending_call = None
+    cdef Injection injection
+    cdef object value
     values = PyTuple_New(inj_args_len + extra + keywords)
     for index in range(inj_args_len + keywords):
         if index < inj_args_len:

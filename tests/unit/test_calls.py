@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import gc
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -279,3 +280,63 @@ async def test_an_awaitable_injection_replaced_by_a_later_one_is_closed_not_awai
     async with scope(containers.DynamicContainer()):
         assert await item() == {"session": "s", "label": "second"}
     assert started == ["second"]
+
+
+@pytest.mark.parametrize("count", [14, 15, 16, 17])
+def test_arguments_around_the_stack_limit_arrive_in_order(count):
+    """Up to 15 arguments are laid out on the C stack, more in a tuple: both arrive as given."""
+    positional = count // 2
+    keywords = count - positional - 2  # "s" first, one argument of the call
+    item = providers.ScopedFactory(
+        build_all,
+        providers.Object("s"),
+        *[providers.Object(index) for index in range(positional)],
+        **{f"k{index}": providers.Object(index) for index in range(keywords)},
+    )
+    with scope(containers.DynamicContainer()):
+        assert item("given") == (
+            ("s", *range(positional), "given"),
+            {f"k{index}": index for index in range(keywords)},
+        )
+
+
+def build_all(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
+
+
+class Held:
+    """A value whose references are counted: a failed call must not keep it."""
+
+
+def test_a_failing_injection_releases_the_values_already_laid_out():
+    """An injection that raises after others were resolved leaks none of their values."""
+    held = Held()
+
+    def broken() -> None:
+        raise LookupError("no such setting")
+
+    item = providers.ScopedFactory(build_all, providers.Object(held), providers.Callable(broken), label=held)
+    before = sys.getrefcount(held)
+    with scope(containers.DynamicContainer()):
+        for _ in range(100):
+            with pytest.raises(LookupError, match="no such setting"):
+                item()
+    gc.collect()
+    assert sys.getrefcount(held) == before
+
+
+def test_a_call_that_fails_releases_its_arguments():
+    """A provided callable that raises leaves no reference to the arguments it was given."""
+    held = Held()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise LookupError("refused")
+
+    item = providers.ScopedFactory(refuse, providers.Object(held), value=providers.Object(held))
+    before = sys.getrefcount(held)
+    with scope(containers.DynamicContainer()):
+        for _ in range(100):
+            with pytest.raises(LookupError, match="refused"):
+                item()
+    gc.collect()
+    assert sys.getrefcount(held) == before
