@@ -1,6 +1,7 @@
 # cython: language_level=3
 """Scoped providers: compiled subclasses of dependency-injector's providers."""
 
+from cpython.ref cimport PyObject
 from dependency_injector.providers cimport BaseResource, Factory, Provider, ResourceState
 
 from ._scope cimport Creation, Plan, Scope
@@ -24,7 +25,11 @@ cdef enum:
 
 cdef class _Call:
     cdef object call
+    # The laid-out arguments: up to CALL_PLACES in ``v0``..``v3`` (``size``
+    # of them, ``args`` None), more in ``args``.
     cdef tuple args
+    cdef object v0, v1, v2, v3
+    cdef Py_ssize_t size
     cdef tuple kwnames
     cdef dict kwargs
     # Where the awaitable injections wait (see the class): ``count`` places,
@@ -37,6 +42,8 @@ cdef class _Call:
     cdef int add_place(self, Py_ssize_t index) except -1
     cdef int add(self, object key) except -1
     cdef int drop(self, object name) except -1
+    cdef int keep(self, PyObject** stack, Py_ssize_t size) except -1
+    cdef object _item(self, Py_ssize_t index)
     cdef object _awaitable_at(self, Py_ssize_t position)
     cdef object next_pending(self)
     cdef int fill(self, object value) except -1

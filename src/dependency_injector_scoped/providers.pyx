@@ -798,16 +798,12 @@ cdef object _invoke(
             stack[inj_args_len + index] = <PyObject*>value
         if pending_call is None:
             return dis_vcall(call, stack, size, <PyObject*>names if names is not None else NULL)
-        values = PyTuple_New(size)
-        for index in range(size):
-            dis_tuple_fill(values, index, stack[index])
-            stack[index] = NULL
+        pending_call.keep(stack, size)
     finally:
         for index in range(size):
             Py_XDECREF(stack[index])
     deferred[0] = True
     pending_call.call = call
-    pending_call.args = values
     pending_call.kwnames = names
     return pending_call
 
@@ -963,12 +959,42 @@ cdef class _Call:
         self.pending.remove(name)
         self.count -= 1
 
+    cdef int keep(self, PyObject** stack, Py_ssize_t size) except -1:
+        """Hold the ``size`` arguments laid out at ``stack`` (new references of its own)."""
+        cdef Py_ssize_t index
+        if size > CALL_PLACES:
+            self.args = PyTuple_New(size)
+            for index in range(size):
+                Py_INCREF(<object>stack[index])
+                dis_tuple_fill(self.args, index, stack[index])
+            return 0
+        self.size = size
+        if size > 0:
+            self.v0 = <object>stack[0]
+        if size > 1:
+            self.v1 = <object>stack[1]
+        if size > 2:
+            self.v2 = <object>stack[2]
+        if size > 3:
+            self.v3 = <object>stack[3]
+
+    cdef object _item(self, Py_ssize_t index):
+        if self.args is not None:
+            return self.args[index]
+        if index == 0:
+            return self.v0
+        if index == 1:
+            return self.v1
+        if index == 2:
+            return self.v2
+        return self.v3
+
     cdef object _awaitable_at(self, Py_ssize_t position):
         if self.pending is None:
-            return self.args[self.places[position]]
+            return self._item(self.places[position])
         key = self.pending[position]
         if type(key) is int:
-            return self.args[<Py_ssize_t>key]
+            return self._item(<Py_ssize_t>key)
         return self.kwargs[key]
 
     cdef object next_pending(self):
@@ -989,6 +1015,16 @@ cdef class _Call:
                 return 0
             index = key
         self.filled += 1
+        if self.args is None:
+            if index == 0:
+                self.v0 = value
+            elif index == 1:
+                self.v1 = value
+            elif index == 2:
+                self.v2 = value
+            else:
+                self.v3 = value
+            return 0
         # Places are filled in place: the tuple is new, made by _invoke,
         # and only this call holds it until invoke().
         cdef PyObject* items = <PyObject*>self.args
@@ -1007,11 +1043,19 @@ cdef class _Call:
         self.count = 0
 
     cdef object invoke(self):
+        cdef PyObject* stack[CALL_PLACES]
+        cdef PyObject* names
         if self.kwargs is not None:
             return PyObject_Call(self.call, self.args, <PyObject*>self.kwargs)
-        return dis_call(
-            self.call, self.args, <PyObject*>self.kwnames if self.kwnames is not None else NULL
-        )
+        names = <PyObject*>self.kwnames if self.kwnames is not None else NULL
+        if self.args is not None:
+            return dis_call(self.call, self.args, names)
+        # Borrowed: the fields hold them during the call.
+        stack[0] = <PyObject*>self.v0
+        stack[1] = <PyObject*>self.v1
+        stack[2] = <PyObject*>self.v2
+        stack[3] = <PyObject*>self.v3
+        return dis_vcall(self.call, stack, self.size, names)
 
 
 cdef int _close_quietly(object obj) except -1:

@@ -340,3 +340,25 @@ def test_a_call_that_fails_releases_its_arguments():
                 item()
     gc.collect()
     assert sys.getrefcount(held) == before
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 5, 7])
+async def test_calls_that_wait_keep_every_argument_in_its_place(count):
+    """A call waiting for awaited injections (kept inline up to four, else in a tuple) gets them in order."""
+
+    async def async_session():
+        yield Session()
+
+    session = providers.ScopedResource(async_session)
+    mixed = [session if index % 2 == 0 else providers.Object(index) for index in range(count)]
+    item = providers.ScopedFactory(build_all, *mixed[: count // 2 + 1], **{
+        f"k{index}": injection for index, injection in enumerate(mixed[count // 2 + 1 :])
+    })
+    async with scope(containers.DynamicContainer()):
+        made = await item()
+        instance = await session()
+    expected = [instance if index % 2 == 0 else index for index in range(count)]
+    assert made == (
+        tuple(expected[: count // 2 + 1]),
+        {f"k{index}": value for index, value in enumerate(expected[count // 2 + 1 :])},
+    )
