@@ -8,6 +8,12 @@ settle, abandon, add a closer).
 
 from cpython.ref cimport PyObject
 
+
+cdef extern from *:
+    # A lookup in a scope's instance table, unchecked: NULL is a miss, and a
+    # miss is checked for an error once, where a creation begins.
+    PyObject* _table_lookup "PyDict_GetItemWithError"(object d, object key) noexcept
+
 cdef enum:
     STATE_NEW = 0
     STATE_OPEN = 1
@@ -31,6 +37,7 @@ cdef enum:
 
 
 cdef class Scope
+cdef class Closer
 
 
 cdef class _Closing:
@@ -38,6 +45,12 @@ cdef class _Closing:
     cdef object current
     cdef list errors
     cdef bint detach
+    # Awaited (a scope whose one finaliser is an async generator): the scope,
+    # the finaliser, and its step or the coroutine that finishes the close.
+    cdef Scope scope
+    cdef Closer closer
+    cdef object step
+    cdef bint stepping
 
     cdef int run(self, Closer closer) except -1
     cdef int failed(self, object provider, object error) except -1
@@ -116,11 +129,21 @@ cdef class Scope:
     cdef void* _context
     cdef object __weakref__
 
-    cdef PyObject* get(self, object provider) noexcept
+    # Inline, so the providers read the table and the plan without a call.
+    cdef inline PyObject* get(self, object provider) noexcept:
+        """The entry of ``provider`` (instance, ``Ready`` or ``Creation``), or NULL.
+
+        Unchecked: a lookup that raised (a key whose ``__eq__`` raises) also
+        gives NULL, and :meth:`begin` raises that error before creating.
+        """
+        return _table_lookup(self._instances, provider)
+
+    cdef inline Plan plan(self):
+        return self._plan
+
     cdef PyObject* value_of(self, object key)
     cdef Ready keep_ready(self, object provider, object value)
     cdef Scope bound(self, object name)
-    cdef Plan plan(self)
     cdef Creation begin(self, object provider, bint rebind, bint asynchronous)
     cdef Creation begin_inner(self, object provider, bint rebind, Creation outer)
     cdef int settle(self, Creation creation, object value) except -1

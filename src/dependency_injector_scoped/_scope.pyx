@@ -331,9 +331,6 @@ cdef extern from *:
     int DIS_ContextVar_Reset(object var, object token) except -1
     bint DIS_HAS_AM_AWAIT(object obj)
     PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
-    # The same lookup, unchecked: NULL is a miss, and a miss is checked for
-    # an error once, where a creation begins (see _lookup_failed).
-    PyObject* _table_lookup "PyDict_GetItemWithError"(object d, object key) noexcept
     PyObject* PyErr_Occurred() noexcept
     PyObject* PyIter_Next(object iterator) except? NULL
     int Py_GetRecursionLimit()
@@ -413,6 +410,12 @@ cdef object set_current(object scope):
 cdef inline int _lookup_failed() except -1:
     """-1 (raising it) if the unchecked table lookup before a creation raised."""
     return -1 if PyErr_Occurred() is not NULL else 0
+
+
+# Asynchronous creations count their depth (see Scope.begin); the recursion
+# limit is read only past this one, which no realistic limit is below.
+cdef enum:
+    SHALLOW_DEPTH = 64
 
 
 cdef int reset_current(object token) except -1:
@@ -561,83 +564,7 @@ cdef Pending awaiting(object coro):
     return result
 
 
-@cython.final
-@cython.freelist(8)
-cdef class _Finalising:
-    """What an asynchronous close returns when its one finaliser is an async generator.
-
-    The common case of a request: one session, nothing failed.  It steps the
-    generator itself, as :class:`Pending` steps a coroutine, then finishes
-    the scope: no coroutine of its own and no ``anext`` wrapper.  A generator
-    that yields again is closed by a coroutine, which it then runs.
-    """
-
-    cdef Scope scope
-    cdef _Closing closing
-    cdef Closer closer
-    # The generator's step, or the coroutine that finishes an unstopped one.
-    cdef object step
-    cdef bint stepping
-
-    def __await__(self):
-        return self
-
-    def __next__(self):
-        return self.send(None)
-
-    def send(self, value):
-        """Resume the finaliser with ``value``."""
-        cdef PyObject* out = NULL
-        if _finalising_advance(self, value, &out) == 0:
-            return _taken(out)
-        raise StopIteration
-
-    def throw(self, typ, value=None, traceback=None):
-        """Raise an exception in the finaliser where it waits."""
-        cdef PyObject* out = NULL
-        cdef int sent
-        if self.step is None:
-            if value is None:
-                raise typ
-            raise value
-        try:
-            if traceback is not None:
-                outcome = self.step.throw(typ, value, traceback)
-            elif value is not None:
-                outcome = self.step.throw(typ, value)
-            else:
-                outcome = self.step.throw(typ)
-            sent = 0
-        except StopIteration as stop:
-            outcome = stop.value
-            sent = 1
-        except StopAsyncIteration:
-            outcome = None
-            sent = 2
-        except BaseException as error:
-            outcome = error
-            sent = 3
-        if sent == 0:
-            return outcome
-        if _finalising_stepped(self, sent, outcome, &out) == 0:
-            return _taken(out)
-        raise StopIteration
-
-    def close(self):
-        """Interrupt the finaliser with ``GeneratorExit``; the scope finishes closing."""
-        if self.step is None:
-            return
-        try:
-            self.throw(GeneratorExit)
-        except (GeneratorExit, StopIteration):
-            return
-        raise RuntimeError("the scope's finaliser ignored GeneratorExit")
-
-    def __repr__(self):
-        return f"<closing {self.scope!r}>"
-
-
-_AbcCoroutine.register(_Finalising)
+_AbcCoroutine.register(_Closing)
 
 
 cdef inline object _taken(PyObject* out):
@@ -647,10 +574,10 @@ cdef inline object _taken(PyObject* out):
     return result
 
 
-cdef object _finalising(Scope scope, _Closing closing, Closer closer):
-    cdef _Finalising result = _Finalising.__new__(_Finalising)
+cdef object _finalising(Scope scope, Closer closer, bint detach):
+    cdef _Closing result = _Closing.__new__(_Closing)
+    result.detach = detach
     result.scope = scope
-    result.closing = closing
     result.closer = closer
     result.step = next_step(closer.obj)
     result.stepping = True
@@ -659,7 +586,7 @@ cdef object _finalising(Scope scope, _Closing closing, Closer closer):
 
 cdef int _finalising_advance(object awaitable, object value, PyObject** out) except -1:
     """Send ``value`` to the finaliser: 0 when it suspends (``out``), 1 when the close is done."""
-    cdef _Finalising self = <_Finalising>awaitable
+    cdef _Closing self = <_Closing>awaitable
     if self.step is None:
         raise RuntimeError("cannot reuse the already awaited close of a scope")
     out[0] = NULL
@@ -673,7 +600,7 @@ cdef int _finalising_advance(object awaitable, object value, PyObject** out) exc
     return _finalising_stepped(self, sent, outcome, out)
 
 
-cdef int _finalising_stepped(_Finalising self, int sent, object outcome, PyObject** out) except -1:
+cdef int _finalising_stepped(_Closing self, int sent, object outcome, PyObject** out) except -1:
     """Go on from a step that ended (``sent`` and ``outcome`` as :c:func:`dis_send` reports them)."""
     if not self.stepping:
         # The coroutine that closes an unstopped generator finished the scope.
@@ -684,17 +611,17 @@ cdef int _finalising_stepped(_Finalising self, int sent, object outcome, PyObjec
     if sent == 1:
         # The generator yielded again instead of stopping.
         self.stepping = False
-        self.step = _close_unstopped(self.scope, self.closing, self.closer)
+        self.step = _close_unstopped(self.scope, self, self.closer)
         return _finalising_advance(self, None, out)
     self.step = None
     if sent == 3:
-        self.closing.failed(self.closer.provider, outcome)
+        self.failed(self.closer.provider, outcome)
     self.closer = None
-    self.scope._finish(self.closing)
+    self.scope._finish(self)
     return 1
 
 
-dis_install_finalising_slots(_Finalising, <void*>_finalising_advance)
+dis_install_finalising_slots(_Closing, <void*>_finalising_advance)
 
 
 async def _close_unstopped(Scope scope, _Closing closing, Closer closer):
@@ -899,7 +826,72 @@ cdef class _Closing:
 
     As with :class:`contextlib.ExitStack`, a finaliser that raises hands its
     error to the finalisers that run after it.
+
+    When the scope's one finaliser is an async generator and nothing failed
+    (the common case of a request: one session), the close is also its own
+    awaitable (:func:`_finalising`).  It steps the generator itself, as
+    :class:`Pending` steps a coroutine, then finishes the scope: no coroutine
+    of its own and no ``anext`` wrapper.  A generator that yields again is
+    closed by a coroutine, which it then runs.
     """
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        """Resume the finaliser with ``value``."""
+        cdef PyObject* out = NULL
+        if _finalising_advance(self, value, &out) == 0:
+            return _taken(out)
+        raise StopIteration
+
+    def throw(self, typ, value=None, traceback=None):
+        """Raise an exception in the finaliser where it waits."""
+        cdef PyObject* out = NULL
+        cdef int sent
+        if self.step is None:
+            if value is None:
+                raise typ
+            raise value
+        try:
+            if traceback is not None:
+                outcome = self.step.throw(typ, value, traceback)
+            elif value is not None:
+                outcome = self.step.throw(typ, value)
+            else:
+                outcome = self.step.throw(typ)
+            sent = 0
+        except StopIteration as stop:
+            outcome = stop.value
+            sent = 1
+        except StopAsyncIteration:
+            outcome = None
+            sent = 2
+        except BaseException as error:
+            outcome = error
+            sent = 3
+        if sent == 0:
+            return outcome
+        if _finalising_stepped(self, sent, outcome, &out) == 0:
+            return _taken(out)
+        raise StopIteration
+
+    def close(self):
+        """Interrupt the finaliser with ``GeneratorExit``; the scope finishes closing."""
+        if self.step is None:
+            return
+        try:
+            self.throw(GeneratorExit)
+        except (GeneratorExit, StopIteration):
+            return
+        raise RuntimeError("the scope's finaliser ignored GeneratorExit")
+
+    def __repr__(self):
+        return f"<closing {self.scope!r}>"
+
 
     cdef int run(self, Closer closer) except -1:
         try:
@@ -1258,14 +1250,6 @@ cdef class Scope:
 
     # The table, for the providers -------------------------------------------
 
-    cdef PyObject* get(self, object provider) noexcept:
-        """The entry of ``provider`` (instance, ``Ready`` or ``Creation``), or NULL.
-
-        Unchecked: a lookup that raised (a key whose ``__eq__`` raises) also
-        gives NULL, and :meth:`begin` raises that error before creating.
-        """
-        return _table_lookup(self._instances, provider)
-
     cdef PyObject* value_of(self, object key):
         """The value given for ``key`` when the scope opened, or NULL."""
         if self._values is None:
@@ -1290,9 +1274,6 @@ cdef class Scope:
                 return scope
             scope = scope._named_above
         return None
-
-    cdef Plan plan(self):
-        return self._plan
 
     cdef Creation begin(self, object provider, bint rebind, bint asynchronous):
         """Mark ``provider`` as being created here, by this thread or task.
@@ -1326,7 +1307,7 @@ cdef class Scope:
             # A coroutine's depth is counted here: the C stack it runs on
             # unwinds at every suspension.
             creation.depth = 1 if outer is None else outer.depth + 1
-            if creation.depth > Py_GetRecursionLimit():
+            if creation.depth > SHALLOW_DEPTH and creation.depth > Py_GetRecursionLimit():
                 raise RecursionError(
                     f"maximum recursion depth exceeded while creating {describe(provider)}"
                 )
@@ -1366,7 +1347,7 @@ cdef class Scope:
         creation.outer = outer
         creation.thread = outer.thread
         creation.depth = outer.depth + 1
-        if creation.depth > Py_GetRecursionLimit():
+        if creation.depth > SHALLOW_DEPTH and creation.depth > Py_GetRecursionLimit():
             raise RecursionError(
                 f"maximum recursion depth exceeded while creating {describe(provider)}"
             )
@@ -1539,6 +1520,16 @@ cdef class Scope:
                 raise _not_current(self) from None
             self._token = set_current(self)
         self.state = STATE_CLOSING
+        closer = self._closer
+        if (
+            asynchronous
+            and exc is None
+            and closer is not None
+            and closer.kind == CLOSE_ASYNC_GENERATOR
+        ):
+            # Its only finaliser, and nothing failed: the common case.
+            self._closer = None
+            return _finalising(self, closer, detach)
         closing = _Closing.__new__(_Closing)
         closing.exc = exc
         closing.current = exc
@@ -1546,14 +1537,6 @@ cdef class Scope:
         while self._has_closers():
             closer = self._last_closer()
             if asynchronous and (closer.kind > 10 or closer.in_thread):
-                if (
-                    closer.kind == CLOSE_ASYNC_GENERATOR
-                    and closing.current is None
-                    and self._closer is not None
-                ):
-                    # Its only finaliser, and nothing failed: the common case.
-                    self._closer = None
-                    return _finalising(self, closing, closer)
                 return awaiting(self._close_async(closing))
             self._pop_closer()
             closing.run(closer)

@@ -296,7 +296,7 @@ cdef int _raise_no_scope(object provider, object name, object current) except -1
     raise scope.closed_error(provider)
 
 
-cdef int _check_member(Provider provider, Binding binding, Scope scope) except -1:
+cdef inline int _check_member(Provider provider, Binding binding, Scope scope) except -1:
     """Refuse to create another container's provider in this scope.
 
     A scope serves the providers its container's graph reaches (nested
@@ -304,7 +304,13 @@ cdef int _check_member(Provider provider, Binding binding, Scope scope) except -
     that belong to no container.
     """
     cdef Plan plan = scope.plan()
-    if plan is None or binding.plan is plan or plan.members is None or binding.owner is None:
+    if plan is None or binding.plan is plan:
+        return 0
+    return _check_membership(provider, binding, plan)
+
+
+cdef int _check_membership(Provider provider, Binding binding, Plan plan) except -1:
+    if plan.members is None or binding.owner is None:
         return 0
     if provider in plan.members:
         binding.plan = plan
@@ -530,6 +536,11 @@ cdef inline object _produce_scoped(Provider provider, Scope scope, tuple args, d
     return (<ScopedResource>provider)._produce(scope, scope, args, kwargs, deferred)
 
 
+cdef inline Creation _begin_async(Provider provider, Binding binding, Scope scope):
+    _check_member(provider, binding, scope)
+    return scope.begin(provider, scope is not current_scope(), True)
+
+
 async def _create_async(
         Provider provider, Binding binding, Scope scope, tuple args, dict kwargs, started
 ):
@@ -563,12 +574,14 @@ async def _create_async(
             _close_quietly(started)
             return _instance(entry)
         await (<Creation>entry).wait_async()
-    try:
-        _check_member(provider, binding, scope)
-        root = scope.begin(provider, scope is not current_scope(), True)
-    except BaseException:
-        _close_quietly(started)
-        raise
+    if started is None:
+        root = _begin_async(provider, binding, scope)
+    else:
+        try:
+            root = _begin_async(provider, binding, scope)
+        except BaseException:
+            _close_quietly(started)
+            raise
     # The innermost unsettled creation of this coroutine; its parents up to
     # ``root`` wait for it.
     frame = root
