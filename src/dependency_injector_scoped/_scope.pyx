@@ -892,7 +892,6 @@ cdef class _Closing:
     def __repr__(self):
         return f"<closing {self.scope!r}>"
 
-
     cdef int run(self, Closer closer) except -1:
         try:
             closer.close(self.current)

@@ -315,7 +315,9 @@ def test_a_failing_injection_releases_the_values_already_laid_out():
     def broken() -> None:
         raise LookupError("no such setting")
 
-    item = providers.ScopedFactory(build_all, providers.Object(held), providers.Callable(broken), label=held)
+    item = providers.ScopedFactory(
+        build_all, providers.Object(held), providers.Callable(broken), label=held
+    )
     before = sys.getrefcount(held)
     with scope(containers.DynamicContainer()):
         for _ in range(100):
@@ -351,9 +353,11 @@ async def test_calls_that_wait_keep_every_argument_in_its_place(count):
 
     session = providers.ScopedResource(async_session)
     mixed = [session if index % 2 == 0 else providers.Object(index) for index in range(count)]
-    item = providers.ScopedFactory(build_all, *mixed[: count // 2 + 1], **{
-        f"k{index}": injection for index, injection in enumerate(mixed[count // 2 + 1 :])
-    })
+    item = providers.ScopedFactory(
+        build_all,
+        *mixed[: count // 2 + 1],
+        **{f"k{index}": injection for index, injection in enumerate(mixed[count // 2 + 1 :])},
+    )
     async with scope(containers.DynamicContainer()):
         made = await item()
         instance = await session()
