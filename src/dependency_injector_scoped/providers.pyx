@@ -201,18 +201,20 @@ cdef extern from *:
     #endif
     }
 
-    /* Put ``value`` in a new tuple's empty slot (steals the reference). */
-    static void dis_tuple_fill(PyObject *tuple, Py_ssize_t index, PyObject *value) {
+    /* Put ``value`` in an empty slot of a new tuple nobody else holds
+       (steals the reference). */
+    static int dis_tuple_fill(PyObject *tuple, Py_ssize_t index, PyObject *value) {
     #ifndef Py_LIMITED_API
         PyTuple_SET_ITEM(tuple, index, value);
+        return 0;
     #else
-        PyTuple_SetItem(tuple, index, value);
+        return PyTuple_SetItem(tuple, index, value);
     #endif
     }
     """
     object dis_call(object callable, object values, PyObject* kwnames)
     object dis_vcall(object callable, PyObject** stack, Py_ssize_t size, PyObject* kwnames)
-    void dis_tuple_fill(object tuple, Py_ssize_t index, PyObject* value)
+    int dis_tuple_fill(object tuple, Py_ssize_t index, PyObject* value) except -1
     const Py_ssize_t DIS_CALL_STACK
 
 # dependency-injector's async-mode values.
@@ -975,11 +977,14 @@ cdef class _Call:
     cdef int keep(self, PyObject** stack, Py_ssize_t size) except -1:
         """Hold the ``size`` arguments laid out at ``stack`` (new references of its own)."""
         cdef Py_ssize_t index
+        cdef tuple values
         if size > CALL_PLACES:
-            self.args = PyTuple_New(size)
+            # Filled while only this local holds it.
+            values = PyTuple_New(size)
             for index in range(size):
                 Py_INCREF(<object>stack[index])
-                dis_tuple_fill(self.args, index, stack[index])
+                dis_tuple_fill(values, index, stack[index])
+            self.args = values
             return 0
         self.size = size
         if size > 0:
